@@ -1,0 +1,399 @@
+package cmd
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/google/go-containerregistry/pkg/name"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/spf13/cobra"
+	"github.com/tonistiigi/go-csvvalue"
+
+	"github.com/imgbuild/imgbuild/pkg/builder"
+	"github.com/imgbuild/imgbuild/pkg/cache"
+	"github.com/imgbuild/imgbuild/pkg/registry"
+)
+
+// buildOptions are `imgbuild build`'s flags, named as in `docker buildx build`.
+type buildOptions struct {
+	file                  string
+	tags                  []string
+	push                  bool
+	buildArgs             []string
+	target                string
+	labels                []string
+	secrets               []string
+	noCache               bool
+	progress              string
+	outputs               []string
+	iidFile               string
+	metadataFile          string
+	root                  string
+	platform              string
+	insecureRegistries    []string
+	runc                  string
+	allowInsecureRunc     bool
+	allowExternalFrontend bool
+	snapshotter           string
+	wait                  bool
+}
+
+func newBuildCmd(ro *rootOptions) *cobra.Command {
+	bo := &buildOptions{}
+	cmd := &cobra.Command{
+		Use:   "build [flags] CONTEXT",
+		Short: "Build an image from a Dockerfile",
+		Long: `Build an image from a Dockerfile with an embedded BuildKit, run RUN steps
+with runc, and push the result or write it out. No daemon is needed.
+
+The image digest is printed on standard output; progress and logs go to
+standard error.`,
+		Example: `  # Build and push two tags
+  imgbuild build -t registry.example.com/app:1.2 -t registry.example.com/app:latest --push .
+
+  # Build into an OCI layout and a docker-archive tarball
+  imgbuild build -o type=oci,dest=out/layout -o type=docker,dest=app.tar -t app:dev .
+
+  # Dockerfile from stdin, secret from the environment
+  imgbuild build -f - --secret id=npmrc,env=NPM_TOKEN . < Dockerfile`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return runBuild(cmd, ro, bo, args[0])
+		},
+	}
+	f := cmd.Flags()
+	f.StringVarP(&bo.file, "file", "f", "", `Dockerfile path (default "CONTEXT/Dockerfile"; "-" reads standard input)`)
+	f.StringArrayVarP(&bo.tags, "tag", "t", nil, `image reference "name:tag" (repeatable)`)
+	f.BoolVar(&bo.push, "push", false, "push every tag (same as --output type=registry)")
+	f.StringArrayVar(&bo.buildArgs, "build-arg", nil, `build-time variable "KEY=VALUE"; a bare "KEY" takes its value from the environment`)
+	f.StringVar(&bo.target, "target", "", "build stage to build")
+	f.StringArrayVar(&bo.labels, "label", nil, `image label "KEY=VALUE"`)
+	f.StringArrayVar(&bo.secrets, "secret", nil, `secret for RUN --mount=type=secret: "id=ID,src=PATH" or "id=ID,env=VAR"`)
+	f.BoolVar(&bo.noCache, "no-cache", false, "do not use the build cache")
+	f.StringVar(&bo.progress, "progress", "auto", "progress output: auto, tty, plain, rawjson or quiet")
+	f.StringArrayVarP(&bo.outputs, "output", "o", nil, `output "type=registry|oci|tar|docker[,dest=PATH]" (repeatable)`)
+	f.StringVar(&bo.iidFile, "iidfile", "", "write the image ID (config digest) to this file")
+	f.StringVar(&bo.metadataFile, "metadata-file", "", "write build result metadata (JSON) to this file")
+	f.StringVar(&bo.root, "root", "", "state directory (default $IMGBUILD_ROOT, /var/lib/imgbuild as root, else $XDG_DATA_HOME/imgbuild)")
+	f.StringVar(&bo.platform, "platform", "", "target platform, e.g. linux/amd64 (default: the host's)")
+	f.StringArrayVar(&bo.insecureRegistries, "insecure-registry", nil, "registry host to reach over plain HTTP or unverified TLS (repeatable)")
+	f.StringVar(&bo.runc, "runc", "", "runc binary (default: runc next to imgbuild, else on $PATH)")
+	f.BoolVar(&bo.allowInsecureRunc, "allow-insecure-runc", false, "run RUN steps with a runc that lacks the 2024/2025 container-escape fixes")
+	f.BoolVar(&bo.allowExternalFrontend, "allow-external-frontend", false, "allow '# syntax=' to pull and run a frontend image other than docker/dockerfile")
+	f.StringVar(&bo.snapshotter, "snapshotter", "auto", "snapshotter: auto, overlayfs or native")
+	f.BoolVar(&bo.wait, "wait", false, "wait for another imgbuild using the same state directory instead of failing")
+	return cmd
+}
+
+// output is one parsed --output.
+type output struct {
+	typ  string // registry, oci, tar, docker
+	dest string
+	refs []name.Reference
+}
+
+// buildPlan is the build's options, validated and resolved before any work
+// starts, so that a bad flag fails before a pull or a RUN.
+type buildPlan struct {
+	req     builder.Request
+	refs    []name.Reference
+	outputs []output
+	push    []name.Reference
+}
+
+func (bo *buildOptions) plan(contextDir string, stdin io.Reader, getenv func(string) (string, bool)) (*buildPlan, error) {
+	p := &buildPlan{}
+	p.req = builder.Request{
+		ContextDir: contextDir,
+		Target:     bo.target,
+		NoCache:    bo.noCache,
+		Platform:   bo.platform,
+		Progress:   bo.progress,
+		Secrets:    bo.secrets,
+		BuildArgs:  map[string]string{},
+		Labels:     map[string]string{},
+	}
+	switch bo.progress {
+	case "auto", "tty", "plain", "rawjson", "quiet":
+	default:
+		return nil, fmt.Errorf("--progress %q: want auto, tty, plain, rawjson or quiet", bo.progress)
+	}
+	switch {
+	case bo.file == "-":
+		df, err := io.ReadAll(stdin)
+		if err != nil {
+			return nil, fmt.Errorf("reading Dockerfile from stdin: %w", err)
+		}
+		p.req.Dockerfile, p.req.DockerfilePath = df, "Dockerfile (stdin)"
+	case bo.file != "":
+		p.req.DockerfilePath = bo.file
+	default:
+		p.req.DockerfilePath = filepath.Join(contextDir, "Dockerfile")
+	}
+	for _, a := range bo.buildArgs {
+		k, v, ok := strings.Cut(a, "=")
+		if k == "" {
+			return nil, fmt.Errorf("--build-arg %q: want KEY=VALUE or KEY", a)
+		}
+		if !ok {
+			// docker build: a bare KEY is taken from the environment, and
+			// skipped when unset.
+			if v, ok = getenv(k); !ok {
+				continue
+			}
+		}
+		p.req.BuildArgs[k] = v
+	}
+	for _, l := range bo.labels {
+		k, v, ok := strings.Cut(l, "=")
+		if !ok || k == "" {
+			return nil, fmt.Errorf("--label %q: want KEY=VALUE", l)
+		}
+		p.req.Labels[k] = v
+	}
+	for _, t := range bo.tags {
+		ref, err := registry.ParseReference(t, bo.insecureRegistries)
+		if err != nil {
+			return nil, fmt.Errorf("--tag: %w", err)
+		}
+		p.refs = append(p.refs, ref)
+	}
+	if bo.push {
+		if len(p.refs) == 0 {
+			return nil, errors.New("--push needs at least one --tag")
+		}
+		p.push = p.refs
+	}
+	for _, o := range bo.outputs {
+		out, err := parseOutput(o, bo.insecureRegistries)
+		if err != nil {
+			return nil, err
+		}
+		if out.typ == "registry" {
+			refs := append(append([]name.Reference{}, p.refs...), out.refs...)
+			if len(refs) == 0 {
+				return nil, fmt.Errorf("--output %q: type=registry needs --tag or name=", o)
+			}
+			p.push = dedupeRefs(append(p.push, refs...))
+			continue
+		}
+		out.refs = append(append([]name.Reference{}, p.refs...), out.refs...)
+		p.outputs = append(p.outputs, out)
+	}
+	return p, nil
+}
+
+func dedupeRefs(refs []name.Reference) []name.Reference {
+	seen := map[string]bool{}
+	var out []name.Reference
+	for _, r := range refs {
+		if !seen[r.Name()] {
+			seen[r.Name()] = true
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
+// parseOutput parses a buildx-style --output value.
+func parseOutput(s string, insecure []string) (output, error) {
+	fields, err := csvvalue.Fields(s, nil)
+	if err != nil {
+		return output{}, fmt.Errorf("--output %q: %w", s, err)
+	}
+	var out output
+	for _, f := range fields {
+		k, v, ok := strings.Cut(f, "=")
+		if !ok {
+			// buildx shorthand: -o DIR is a local export, which imgbuild
+			// does not do; be explicit rather than guess.
+			return output{}, fmt.Errorf("--output %q: want type=registry|oci|tar|docker[,dest=PATH]", s)
+		}
+		switch strings.ToLower(k) {
+		case "type":
+			out.typ = v
+		case "dest":
+			out.dest = v
+		case "name":
+			for _, n := range strings.Split(v, ",") {
+				ref, err := registry.ParseReference(n, insecure)
+				if err != nil {
+					return output{}, fmt.Errorf("--output %q: %w", s, err)
+				}
+				out.refs = append(out.refs, ref)
+			}
+		case "push":
+			if v == "true" {
+				out.typ = "registry"
+			}
+		default:
+			return output{}, fmt.Errorf("--output %q: unknown key %q", s, k)
+		}
+	}
+	switch out.typ {
+	case "registry":
+	case "oci", "tar", "docker":
+		if out.dest == "" {
+			return output{}, fmt.Errorf("--output %q: type=%s needs dest=", s, out.typ)
+		}
+		if out.typ == "oci" && out.dest == "-" {
+			return output{}, fmt.Errorf("--output %q: an OCI layout is a directory; use type=tar for a tarball on stdout", s)
+		}
+	case "":
+		return output{}, fmt.Errorf("--output %q: missing type=", s)
+	default:
+		return output{}, fmt.Errorf("--output %q: unknown type %q (want registry, oci, tar or docker)", s, out.typ)
+	}
+	return out, nil
+}
+
+func runBuild(cmd *cobra.Command, ro *rootOptions, bo *buildOptions, contextDir string) error {
+	ctx := cmd.Context()
+	p, err := bo.plan(contextDir, cmd.InOrStdin(), os.LookupEnv)
+	if err != nil {
+		return err
+	}
+	root, err := cache.StateDir(bo.root)
+	if err != nil {
+		return err
+	}
+	p.req.ProgressOut = cmd.ErrOrStderr()
+
+	b, err := builder.New(ctx, root,
+		builder.WithRunc(bo.runc),
+		builder.WithAllowInsecureRunc(bo.allowInsecureRunc),
+		builder.WithSnapshotter(bo.snapshotter),
+		builder.WithInsecureRegistries(bo.insecureRegistries...),
+		builder.WithExternalFrontends(bo.allowExternalFrontend),
+		builder.WithWaitForLock(bo.wait),
+		builder.WithLogger(ro.log),
+	)
+	if err != nil {
+		return err
+	}
+	defer b.Close()
+
+	res, err := b.Build(ctx, p.req)
+	if err != nil {
+		return err
+	}
+
+	toStdout := false
+	for _, o := range p.outputs {
+		if o.dest == "-" {
+			toStdout = true
+		}
+		if err := writeOutput(cmd.OutOrStdout(), o, res.Image); err != nil {
+			return err
+		}
+	}
+	if len(p.push) > 0 {
+		pusher, err := registry.NewPusher(registry.Options{Insecure: bo.insecureRegistries, Progress: cmd.ErrOrStderr()})
+		if err != nil {
+			return err
+		}
+		if _, err := pusher.Push(ctx, res.Image, p.push); err != nil {
+			return err
+		}
+	}
+	if err := writeResultFiles(bo, p, res); err != nil {
+		return err
+	}
+	if !toStdout {
+		fmt.Fprintln(cmd.OutOrStdout(), res.Digest)
+	}
+	return nil
+}
+
+func writeOutput(stdout io.Writer, o output, img v1.Image) error {
+	var err error
+	switch o.typ {
+	case "oci":
+		err = registry.WriteOCILayout(o.dest, img, o.refs)
+	case "tar":
+		if o.dest == "-" {
+			err = registry.WriteOCITarballTo(stdout, img, o.refs)
+		} else {
+			err = registry.WriteOCITarball(o.dest, img, o.refs)
+		}
+	case "docker":
+		if o.dest == "-" {
+			err = registry.WriteDockerTarballTo(stdout, img, o.refs)
+		} else {
+			err = registry.WriteDockerTarball(o.dest, img, o.refs)
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("writing %s output %s: %w", o.typ, o.dest, err)
+	}
+	return nil
+}
+
+// writeResultFiles writes --iidfile and --metadata-file the way buildx does.
+func writeResultFiles(bo *buildOptions, p *buildPlan, res *builder.Result) error {
+	if bo.iidFile != "" {
+		if err := writeFileAtomic(bo.iidFile, []byte(res.ConfigDigest.String())); err != nil {
+			return fmt.Errorf("--iidfile: %w", err)
+		}
+	}
+	if bo.metadataFile == "" {
+		return nil
+	}
+	mt, _ := res.Image.MediaType()
+	size, _ := res.Image.Size()
+	md := map[string]any{
+		"containerimage.digest":        res.Digest.String(),
+		"containerimage.config.digest": res.ConfigDigest.String(),
+		"containerimage.descriptor": map[string]any{
+			"mediaType": mt,
+			"digest":    res.Digest.String(),
+			"size":      size,
+		},
+	}
+	var names []string
+	for _, r := range p.refs {
+		names = append(names, r.Name())
+	}
+	if len(names) > 0 {
+		md["image.name"] = strings.Join(names, ",")
+	}
+	b, err := json.MarshalIndent(md, "", "  ")
+	if err != nil {
+		return err
+	}
+	if err := writeFileAtomic(bo.metadataFile, append(b, '\n')); err != nil {
+		return fmt.Errorf("--metadata-file: %w", err)
+	}
+	return nil
+}
+
+// writeFileAtomic writes via a temporary file and a rename, so a reader never
+// sees a half-written file.
+func writeFileAtomic(path string, data []byte) error {
+	dir := filepath.Dir(path)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(f.Name())
+	if _, err := f.Write(data); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Chmod(0o644); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	return os.Rename(f.Name(), path)
+}

@@ -1,0 +1,133 @@
+// Package cmd is imgbuild's command tree: cobra wiring and the one place where
+// flags become library options.
+package cmd
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+
+	"github.com/sirupsen/logrus"
+	"github.com/spf13/cobra"
+
+	"github.com/imgbuild/imgbuild/pkg/builder"
+)
+
+// rootOptions are the flags every command shares.
+type rootOptions struct {
+	logLevel  string
+	logFormat string
+	// log is imgbuild's own logger. BuildKit logs through logrus's standard
+	// logger, which stays at warn unless --log-level asks for debug.
+	log *logrus.Logger
+}
+
+// NewRootCmd returns a fresh command tree.
+func NewRootCmd() *cobra.Command {
+	ro := &rootOptions{log: logrus.New()}
+	root := &cobra.Command{
+		Use:               "imgbuild",
+		Short:             "Build OCI images from Dockerfiles, without a daemon",
+		SilenceUsage:      true,
+		SilenceErrors:     true,
+		DisableAutoGenTag: true,
+		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error {
+			return ro.setupLogging(cmd.ErrOrStderr())
+		},
+	}
+	root.PersistentFlags().StringVar(&ro.logLevel, "log-level", "info", "log level: trace, debug, info, warn, error")
+	root.PersistentFlags().StringVar(&ro.logFormat, "log-format", "text", "log format: text or json")
+	root.AddCommand(newBuildCmd(ro), newRegistryCmd(), newVersionCmd())
+	return root
+}
+
+// Execute runs the command line args and returns the process exit code.
+func Execute(ctx context.Context, args []string) int {
+	root := NewRootCmd()
+	root.SetArgs(args)
+	err := root.ExecuteContext(ctx)
+	if err == nil {
+		return 0
+	}
+	printError(root.ErrOrStderr(), err)
+	var ee *exitError
+	if errors.As(err, &ee) {
+		return ee.code
+	}
+	return 1
+}
+
+// exitError carries a specific exit code out of a command.
+type exitError struct {
+	code int
+	err  error
+}
+
+func (e *exitError) Error() string { return e.err.Error() }
+func (e *exitError) Unwrap() error { return e.err }
+
+func printError(w io.Writer, err error) {
+	var be *builder.BuildError
+	if errors.As(err, &be) && be.Snippet != "" {
+		fmt.Fprint(w, be.Snippet)
+	}
+	msg := err.Error()
+	if be != nil {
+		msg = be.Message
+	}
+	fmt.Fprintf(w, "ERROR: %s\n", msg)
+}
+
+func (ro *rootOptions) setupLogging(w io.Writer) error {
+	lvl, err := logrus.ParseLevel(ro.logLevel)
+	if err != nil {
+		return fmt.Errorf("--log-level: %w", err)
+	}
+	var f logrus.Formatter
+	switch strings.ToLower(ro.logFormat) {
+	case "text", "":
+		f = &logrus.TextFormatter{DisableTimestamp: lvl < logrus.DebugLevel, FullTimestamp: true}
+	case "json":
+		f = &logrus.JSONFormatter{}
+	default:
+		return fmt.Errorf("--log-format %q: want text or json", ro.logFormat)
+	}
+	ro.log.SetOutput(w)
+	ro.log.SetLevel(lvl)
+	ro.log.SetFormatter(f)
+
+	// BuildKit's own logs: warnings and worse unless the user asked for
+	// debug, minus the warning it prints on every build for lack of a
+	// tracing backend.
+	std := logrus.StandardLogger()
+	std.SetOutput(w)
+	if lvl >= logrus.DebugLevel {
+		std.SetLevel(lvl)
+	} else {
+		std.SetLevel(min(lvl, logrus.WarnLevel))
+	}
+	std.SetFormatter(&quietFormatter{Formatter: f, debug: lvl >= logrus.DebugLevel})
+	return nil
+}
+
+// quietFormatter drops BuildKit messages that say nothing to a user.
+type quietFormatter struct {
+	logrus.Formatter
+	debug bool
+}
+
+var noise = []string{"no trace recorder found", "failed check for fsverity support"}
+
+func (q *quietFormatter) Format(e *logrus.Entry) ([]byte, error) {
+	if !q.debug {
+		for _, n := range noise {
+			if strings.HasPrefix(e.Message, n) {
+				return nil, nil
+			}
+		}
+	}
+	return q.Formatter.Format(e)
+}
+

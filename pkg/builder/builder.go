@@ -1,0 +1,314 @@
+//go:build linux
+
+package builder
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+
+	"github.com/containerd/containerd/v2/plugins/content/local"
+	"github.com/google/go-containerregistry/pkg/authn"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/moby/buildkit/client"
+	"github.com/moby/buildkit/cmd/buildctl/build"
+	"github.com/moby/buildkit/exporter/containerimage/exptypes"
+	"github.com/moby/buildkit/session"
+	"github.com/moby/buildkit/util/apicaps"
+	"github.com/moby/buildkit/util/progress/progressui"
+	"github.com/sirupsen/logrus"
+	"github.com/tonistiigi/fsutil"
+	fscopy "github.com/tonistiigi/fsutil/copy"
+
+	"github.com/imgbuild/imgbuild/pkg/cache"
+)
+
+// Builder builds Dockerfiles on an embedded BuildKit. It holds the state
+// dir's lock from [New] until [Builder.Close].
+type Builder struct {
+	opts    options
+	lock    *cache.Lock
+	bk      *embedded
+	images  string // content store the OCI exporter writes images into
+	runcVer string
+}
+
+// New opens the state dir root (taking its lock), checks runc and starts the
+// embedded BuildKit controller.
+func New(ctx context.Context, root string, opts ...Option) (*Builder, error) {
+	o := options{root: root, log: logrus.StandardLogger()}
+	for _, opt := range opts {
+		if err := opt(&o); err != nil {
+			return nil, err
+		}
+	}
+	if o.keychain == nil {
+		o.keychain = authn.DefaultKeychain
+	}
+	if root == "" {
+		return nil, errors.New("no state dir given")
+	}
+	runcPath, err := FindRunc(o.runc)
+	if err != nil {
+		return nil, err
+	}
+	ver, warning, err := CheckRunc(ctx, runcPath, o.allowInsecureRunc)
+	if err != nil {
+		return nil, err
+	}
+	if warning != "" {
+		o.log.Warn(warning)
+	}
+	o.runc = runcPath
+
+	lock, err := cache.Acquire(ctx, root, cache.LockOptions{
+		Wait: o.waitForLock,
+		OnWait: func(h cache.Holder) {
+			o.log.Infof("waiting for state dir %s, in use by pid %d (%s) since %s", root, h.PID, h.Command, h.Since.Format("15:04:05"))
+		},
+	})
+	if err != nil {
+		return nil, err
+	}
+	processDefaults()
+	bk, err := startEmbedded(ctx, &o)
+	if err != nil {
+		lock.Release()
+		return nil, err
+	}
+	o.log.WithFields(logrus.Fields{"root": root, "snapshotter": bk.snapshotter, "runc": runcPath, "runc-version": ver}).Debug("embedded BuildKit started")
+	return &Builder{opts: o, lock: lock, bk: bk, images: filepath.Join(root, "images"), runcVer: ver}, nil
+}
+
+// processDefaults applies the process-wide settings buildkitd applies at
+// start: files created by RUN and COPY get exactly the modes the build asks
+// for, whatever the caller's umask.
+func processDefaults() {
+	syscall.Umask(0)
+	fscopy.UmaskIsZero = true
+	apicaps.ExportedProduct = "imgbuild"
+}
+
+// Close stops the embedded controller and releases the state dir.
+func (b *Builder) Close() error {
+	err := b.bk.close()
+	if rerr := b.lock.Release(); err == nil {
+		err = rerr
+	}
+	return err
+}
+
+// Snapshotter reports the snapshotter in use ("overlayfs" or "native").
+func (b *Builder) Snapshotter() string { return b.bk.snapshotter }
+
+// Request is one build.
+type Request struct {
+	// ContextDir is the build context directory. Required.
+	ContextDir string
+	// DockerfilePath is the Dockerfile. The default is ContextDir/Dockerfile.
+	DockerfilePath string
+	// Dockerfile, when non-nil, is the Dockerfile's content (read from
+	// stdin); DockerfilePath then only names it in messages.
+	Dockerfile []byte
+	// Target is the stage to build. The default is the last stage.
+	Target string
+	// BuildArgs are the values of ARGs. The default is none.
+	BuildArgs map[string]string
+	// Labels are added to the image config. The default is none.
+	Labels map[string]string
+	// Secrets are --secret values as docker accepts them:
+	// id=ID[,src=PATH|env=VAR]. The default is none.
+	Secrets []string
+	// NoCache disables the build cache for every step.
+	NoCache bool
+	// Platform is the one target platform, e.g. linux/amd64. The default is
+	// the host's.
+	Platform string
+	// Progress is the display mode: auto, tty, plain, rawjson or quiet. The
+	// default is auto.
+	Progress string
+	// ProgressOut receives the progress display. The default is os.Stderr.
+	ProgressOut io.Writer
+}
+
+// Result is a built image.
+type Result struct {
+	// Image is the built image, read from the state dir's content store.
+	Image v1.Image
+	// Digest is the image manifest's digest.
+	Digest v1.Hash
+	// ConfigDigest is the image config's digest.
+	ConfigDigest v1.Hash
+	// Warnings are the build's lint warnings.
+	Warnings []string
+}
+
+// Build solves req and returns the image.
+func (b *Builder) Build(ctx context.Context, req Request) (*Result, error) {
+	fi, err := os.Stat(req.ContextDir)
+	if err != nil {
+		return nil, fmt.Errorf("build context: %w", err)
+	}
+	if !fi.IsDir() {
+		return nil, fmt.Errorf("build context %s is not a directory", req.ContextDir)
+	}
+	dfName := req.DockerfilePath
+	if dfName == "" {
+		dfName = filepath.Join(req.ContextDir, "Dockerfile")
+	}
+	dfData := req.Dockerfile
+	dfDir, dfBase := filepath.Dir(dfName), filepath.Base(dfName)
+	if dfData == nil {
+		if dfData, err = os.ReadFile(dfName); err != nil {
+			return nil, fmt.Errorf("reading Dockerfile: %w", err)
+		}
+	} else {
+		// The frontend reads the Dockerfile from a directory: stage stdin in
+		// the state dir, under a name of its own, and remove it afterwards.
+		tmp, err := os.MkdirTemp(b.opts.root, "dockerfile-")
+		if err != nil {
+			return nil, err
+		}
+		defer os.RemoveAll(tmp)
+		dfDir, dfBase = tmp, "Dockerfile"
+		if err := os.WriteFile(filepath.Join(tmp, dfBase), dfData, 0o644); err != nil {
+			return nil, err
+		}
+	}
+
+	attrs := map[string]string{"filename": dfBase}
+	if err := b.checkFrontend(dfName, dfData, req.BuildArgs, attrs); err != nil {
+		return nil, err
+	}
+	if req.Target != "" {
+		attrs["target"] = req.Target
+	}
+	if req.Platform != "" {
+		attrs["platform"] = req.Platform
+	}
+	if req.NoCache {
+		attrs["no-cache"] = ""
+	}
+	for k, v := range req.BuildArgs {
+		attrs["build-arg:"+k] = v
+	}
+	for k, v := range req.Labels {
+		attrs["label:"+k] = v
+	}
+
+	ctxFS, err := fsutil.NewFS(req.ContextDir)
+	if err != nil {
+		return nil, fmt.Errorf("build context: %w", err)
+	}
+	dfFS, err := fsutil.NewFS(dfDir)
+	if err != nil {
+		return nil, fmt.Errorf("Dockerfile directory: %w", err)
+	}
+	store, err := local.NewStore(b.images)
+	if err != nil {
+		return nil, fmt.Errorf("opening image store: %w", err)
+	}
+
+	attachables := []session.Attachable{authProvider(b.opts.keychain)}
+	if len(req.Secrets) > 0 {
+		sp, err := build.ParseSecret(req.Secrets)
+		if err != nil {
+			return nil, fmt.Errorf("--secret: %w", err)
+		}
+		attachables = append(attachables, sp)
+	}
+
+	solveOpt := client.SolveOpt{
+		Frontend:      "dockerfile.v0",
+		FrontendAttrs: attrs,
+		LocalMounts:   map[string]fsutil.FS{"context": ctxFS, "dockerfile": dfFS},
+		Exports: []client.ExportEntry{{
+			Type:        client.ExporterOCI,
+			Attrs:       map[string]string{"tar": "false", "oci-mediatypes": "true"},
+			OutputStore: store,
+		}},
+		Session: attachables,
+	}
+
+	mode := req.Progress
+	if mode == "" {
+		mode = "auto"
+	}
+	out := req.ProgressOut
+	if out == nil {
+		out = os.Stderr
+	}
+	display, err := progressui.NewDisplay(out, progressui.DisplayMode(mode))
+	if err != nil {
+		return nil, fmt.Errorf("--progress %s: %w", mode, err)
+	}
+	ch := make(chan *client.SolveStatus)
+	displayDone := make(chan []client.VertexWarning, 1)
+	go func() {
+		// The display must drain ch until Solve closes it, even after ctx
+		// is cancelled, or Solve blocks.
+		w, _ := display.UpdateFrom(context.WithoutCancel(ctx), ch)
+		displayDone <- w
+	}()
+	resp, solveErr := b.bk.client.Solve(ctx, nil, solveOpt, ch)
+	warnings := <-displayDone
+	if solveErr != nil {
+		return nil, buildError(solveErr, dfName)
+	}
+
+	dgst, err := v1.NewHash(resp.ExporterResponse[exptypes.ExporterImageDigestKey])
+	if err != nil {
+		return nil, fmt.Errorf("reading image digest from BuildKit: %w", err)
+	}
+	img, err := openImage(b.images, dgst)
+	if err != nil {
+		return nil, err
+	}
+	res := &Result{Image: img, Digest: dgst}
+	if cd, ok := resp.ExporterResponse[exptypes.ExporterImageConfigDigestKey]; ok {
+		res.ConfigDigest, _ = v1.NewHash(cd)
+	}
+	for _, w := range warnings {
+		res.Warnings = append(res.Warnings, string(w.Short))
+	}
+	return res, nil
+}
+
+// checkFrontend enforces the frontend policy: `# syntax=docker/dockerfile:…`
+// runs on the built-in Dockerfile frontend; any other frontend image is
+// refused unless external frontends are allowed.
+func (b *Builder) checkFrontend(dfName string, df []byte, args map[string]string, attrs map[string]string) error {
+	ref, line := "", 0
+	if v, ok := args["BUILDKIT_SYNTAX"]; ok {
+		ref = strings.Fields(v + " ")[0]
+	} else if r, _, loc, ok := detectSyntax(df); ok {
+		ref = r
+		if len(loc) > 0 {
+			line = loc[0].Start.Line
+		}
+	}
+	if ref == "" {
+		// "cmdline" tells the Dockerfile frontend not to look for a
+		// syntax directive itself.
+		attrs["cmdline"] = ""
+		return nil
+	}
+	if isBuiltinFrontend(ref) {
+		b.opts.log.Debugf("%s: using the built-in Dockerfile frontend for syntax %s", dfName, ref)
+		attrs["cmdline"] = ""
+		return nil
+	}
+	if b.opts.allowExternalFrontends {
+		return nil
+	}
+	where := "BUILDKIT_SYNTAX build arg"
+	if line > 0 {
+		where = fmt.Sprintf("%s:%d", dfName, line)
+	}
+	return fmt.Errorf("%s: external frontend %q refused: imgbuild runs its built-in Dockerfile frontend; use --allow-external-frontend to pull and run %s", where, ref, ref)
+}

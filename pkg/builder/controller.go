@@ -1,0 +1,201 @@
+//go:build linux
+
+package builder
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+
+	"github.com/containerd/containerd/v2/core/snapshots"
+	"github.com/containerd/containerd/v2/plugins/snapshots/native"
+	"github.com/containerd/containerd/v2/plugins/snapshots/overlay"
+	"github.com/containerd/containerd/v2/plugins/snapshots/overlay/overlayutils"
+	"github.com/moby/buildkit/cache/remotecache"
+	inlineremotecache "github.com/moby/buildkit/cache/remotecache/inline"
+	localremotecache "github.com/moby/buildkit/cache/remotecache/local"
+	registryremotecache "github.com/moby/buildkit/cache/remotecache/registry"
+	bkclient "github.com/moby/buildkit/client"
+	"github.com/moby/buildkit/control"
+	"github.com/moby/buildkit/executor/oci"
+	"github.com/moby/buildkit/frontend"
+	dockerfile "github.com/moby/buildkit/frontend/dockerfile/builder"
+	"github.com/moby/buildkit/frontend/gateway"
+	"github.com/moby/buildkit/frontend/gateway/forwarder"
+	"github.com/moby/buildkit/session"
+	"github.com/moby/buildkit/solver"
+	"github.com/moby/buildkit/solver/bboltcachestorage"
+	"github.com/moby/buildkit/util/db/boltutil"
+	"github.com/moby/buildkit/util/grpcerrors"
+	"github.com/moby/buildkit/util/network/netproviders"
+	"github.com/moby/buildkit/worker"
+	"github.com/moby/buildkit/worker/base"
+	"github.com/moby/buildkit/worker/runc"
+	bolt "go.etcd.io/bbolt"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/test/bufconn"
+)
+
+// embedded is one in-process BuildKit: controller, gRPC server on an
+// in-memory listener, and the client connected to it.
+type embedded struct {
+	ctrl        *control.Controller
+	server      *grpc.Server
+	listener    *bufconn.Listener
+	client      *bkclient.Client
+	snapshotter string
+	// snapshotters are closed last, after everything that uses them.
+	snapshotters []snapshots.Snapshotter
+}
+
+// startEmbedded wires a controller the way cmd/buildkitd's newController and
+// ociWorkerInitializer do, minus everything a single-process builder has no
+// use for (CNI, tracing, the containerd worker, gha/s3/azblob caches).
+func startEmbedded(ctx context.Context, o *options) (*embedded, error) {
+	sm, err := session.NewManager()
+	if err != nil {
+		return nil, fmt.Errorf("creating session manager: %w", err)
+	}
+	hosts := registryHosts(o.insecure)
+
+	snName, snFactory, err := snapshotterFactory(o.root, o.snapshotter)
+	if err != nil {
+		return nil, err
+	}
+	// The worker never closes the snapshotter it creates (buildkitd exits
+	// instead); keep hold of it so that Close releases its database.
+	var created []snapshots.Snapshotter
+	newSn := snFactory.New
+	snFactory.New = func(root string) (snapshots.Snapshotter, error) {
+		sn, err := newSn(root)
+		if err == nil {
+			created = append(created, sn)
+		}
+		return sn, err
+	}
+	wopt, err := runc.NewWorkerOpt(o.root, snFactory, false, oci.ProcessSandbox, nil, nil,
+		netproviders.Opt{Mode: "host"}, nil, o.runc, "", false, nil, "", "", nil)
+	if err != nil {
+		return nil, fmt.Errorf("creating runc worker: %w", err)
+	}
+	wopt.RegistryHosts = hosts
+	wopt.GCPolicy = o.gcPolicy
+	w, err := base.NewWorker(ctx, wopt)
+	if err != nil {
+		return nil, fmt.Errorf("creating worker: %w", err)
+	}
+	wc := &worker.Controller{}
+	if err := wc.Add(w); err != nil {
+		return nil, err
+	}
+
+	frontends := map[string]frontend.Frontend{
+		"dockerfile.v0": forwarder.NewGatewayForwarder(wc.Infos(), dockerfile.Build),
+	}
+	if o.allowExternalFrontends {
+		gw, err := gateway.NewGatewayFrontend(wc.Infos(), nil)
+		if err != nil {
+			return nil, fmt.Errorf("creating gateway frontend: %w", err)
+		}
+		frontends["gateway.v0"] = gw
+	}
+
+	cacheStorage, err := bboltcachestorage.NewStore(filepath.Join(o.root, "cache.db"))
+	if err != nil {
+		return nil, fmt.Errorf("opening cache database: %w", err)
+	}
+	historyDB, err := boltutil.SafeOpen(filepath.Join(o.root, "history.db"), 0o600, &bolt.Options{
+		FreelistType:   bolt.FreelistMapType,
+		NoFreelistSync: true,
+	})
+	if err != nil {
+		cacheStorage.Close()
+		return nil, fmt.Errorf("opening history database: %w", err)
+	}
+
+	ctrl, err := control.NewController(control.Opt{
+		SessionManager:   sm,
+		WorkerController: wc,
+		Frontends:        frontends,
+		ResolveCacheExporterFuncs: map[string]remotecache.ResolveCacheExporterFunc{
+			"registry": registryremotecache.ResolveCacheExporterFunc(sm, hosts),
+			"local":    localremotecache.ResolveCacheExporterFunc(sm),
+			"inline":   inlineremotecache.ResolveCacheExporterFunc(),
+		},
+		ResolveCacheImporterFuncs: map[string]remotecache.ResolveCacheImporterFunc{
+			"registry": registryremotecache.ResolveCacheImporterFunc(sm, w.ContentStore(), hosts),
+			"local":    localremotecache.ResolveCacheImporterFunc(sm),
+		},
+		CacheManager:   solver.NewCacheManager(ctx, "local", cacheStorage, worker.NewCacheResultStorage(wc)),
+		HistoryDB:      historyDB,
+		CacheStore:     cacheStorage,
+		LeaseManager:   w.LeaseManager(),
+		ContentStore:   w.ContentStore(),
+		GarbageCollect: w.GarbageCollect,
+	})
+	if err != nil {
+		historyDB.Close()
+		cacheStorage.Close()
+		return nil, fmt.Errorf("creating controller: %w", err)
+	}
+
+	server := grpc.NewServer(
+		grpc.ChainUnaryInterceptor(grpcerrors.UnaryServerInterceptor),
+		grpc.StreamInterceptor(grpcerrors.StreamServerInterceptor),
+		grpc.MaxRecvMsgSize(maxMsgSize), grpc.MaxSendMsgSize(maxMsgSize),
+	)
+	ctrl.Register(server)
+	lis := bufconn.Listen(1 << 20)
+	go server.Serve(lis) //nolint:errcheck // returns when the server stops
+
+	c, err := bkclient.New(ctx, "", bkclient.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) {
+		return lis.DialContext(ctx)
+	}))
+	if err != nil {
+		server.Stop()
+		ctrl.Close()
+		return nil, fmt.Errorf("connecting to embedded BuildKit: %w", err)
+	}
+	return &embedded{ctrl: ctrl, server: server, listener: lis, client: c, snapshotter: snName, snapshotters: created}, nil
+}
+
+// maxMsgSize matches containerd's defaults, which buildkitd uses too.
+const maxMsgSize = 16 << 20
+
+func (e *embedded) close() error {
+	e.client.Close()
+	e.server.Stop()
+	errs := []error{e.ctrl.Close()}
+	for _, sn := range e.snapshotters {
+		errs = append(errs, sn.Close())
+	}
+	return errors.Join(errs...)
+}
+
+// snapshotterFactory picks overlayfs where the kernel supports it on the state
+// dir's filesystem and falls back to native (full copies, slow but works
+// anywhere), like buildkitd's "auto".
+func snapshotterFactory(root, name string) (string, runc.SnapshotterFactory, error) {
+	if err := os.MkdirAll(root, 0o700); err != nil {
+		return "", runc.SnapshotterFactory{}, fmt.Errorf("creating state dir: %w", err)
+	}
+	if name == "" || name == "auto" {
+		name = "native"
+		if err := overlayutils.Supported(root); err == nil {
+			name = "overlayfs"
+		}
+	}
+	switch name {
+	case "overlayfs":
+		return name, runc.SnapshotterFactory{Name: name, New: func(root string) (snapshots.Snapshotter, error) {
+			return overlay.NewSnapshotter(root, overlay.AsynchronousRemove)
+		}}, nil
+	case "native":
+		return name, runc.SnapshotterFactory{Name: name, New: native.NewSnapshotter}, nil
+	default:
+		return "", runc.SnapshotterFactory{}, fmt.Errorf("unknown snapshotter %q (want auto, overlayfs or native)", name)
+	}
+}

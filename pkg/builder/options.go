@@ -1,0 +1,73 @@
+package builder
+
+import (
+	"github.com/google/go-containerregistry/pkg/authn"
+	"github.com/sirupsen/logrus"
+)
+
+// Option configures a [Builder]; it returns an error so that a bad value fails
+// at construction.
+type Option func(*options) error
+
+type options struct {
+	root                   string
+	runc                   string
+	allowInsecureRunc      bool
+	snapshotter            string
+	insecure               []string
+	keychain               authn.Keychain
+	allowExternalFrontends bool
+	waitForLock            bool
+	log                    logrus.FieldLogger
+	gcPolicy               []gcRule
+}
+
+// WithRunc sets the runc binary. The default is the runc next to the running
+// executable, else the one on $PATH (see [FindRunc]).
+func WithRunc(path string) Option {
+	return func(o *options) error { o.runc = path; return nil }
+}
+
+// WithAllowInsecureRunc lets a runc without the 2024/2025 escape fixes run
+// RUN steps, with a warning. The default is to refuse it.
+func WithAllowInsecureRunc(allow bool) Option {
+	return func(o *options) error { o.allowInsecureRunc = allow; return nil }
+}
+
+// WithSnapshotter picks the snapshotter: "auto", "overlayfs" or "native". The
+// default is "auto": overlayfs where the state dir supports it, else native.
+func WithSnapshotter(name string) Option {
+	return func(o *options) error { o.snapshotter = name; return nil }
+}
+
+// WithInsecureRegistries names registries (host or host:port) to reach over
+// plain HTTP or unverified TLS. Loopback registries are plain HTTP anyway.
+// The default is none.
+func WithInsecureRegistries(hosts ...string) Option {
+	return func(o *options) error { o.insecure = append(o.insecure, hosts...); return nil }
+}
+
+// WithKeychain sets the credentials used to pull base images and caches. The
+// default is authn.DefaultKeychain (docker config.json and helpers).
+func WithKeychain(kc authn.Keychain) Option {
+	return func(o *options) error { o.keychain = kc; return nil }
+}
+
+// WithExternalFrontends allows `# syntax=` and BUILDKIT_SYNTAX to name a
+// frontend image other than docker/dockerfile, which is then pulled and run.
+// The default refuses them: the Dockerfile frontend is compiled in.
+func WithExternalFrontends(allow bool) Option {
+	return func(o *options) error { o.allowExternalFrontends = allow; return nil }
+}
+
+// WithWaitForLock makes [New] wait while another process uses the state dir
+// instead of failing at once. The default is to fail.
+func WithWaitForLock(wait bool) Option {
+	return func(o *options) error { o.waitForLock = wait; return nil }
+}
+
+// WithLogger sets where the builder logs. The default is logrus's standard
+// logger.
+func WithLogger(l logrus.FieldLogger) Option {
+	return func(o *options) error { o.log = l; return nil }
+}
