@@ -1,0 +1,90 @@
+package registry
+
+import (
+	"errors"
+	"io"
+	"log"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync/atomic"
+	"testing"
+
+	"github.com/google/go-containerregistry/pkg/name"
+	regserver "github.com/google/go-containerregistry/pkg/registry"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/random"
+)
+
+// newTestRegistry serves an in-memory registry and counts the requests that
+// upload blob content (POST/PATCH/PUT under /blobs/).
+func newTestRegistry(t *testing.T) (host string, uploads *atomic.Int64) {
+	t.Helper()
+	uploads = &atomic.Int64{}
+	reg := regserver.New(regserver.Logger(log.New(io.Discard, "", 0)))
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if strings.Contains(r.URL.Path, "/blobs/") && r.Method != http.MethodGet && r.Method != http.MethodHead {
+			uploads.Add(1)
+		}
+		reg.ServeHTTP(w, r)
+	}))
+	t.Cleanup(srv.Close)
+	return strings.TrimPrefix(srv.URL, "http://"), uploads
+}
+
+func randomImage(t *testing.T) v1.Image {
+	t.Helper()
+	img, err := random.Image(1024, 3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return img
+}
+
+func mustRefs(t *testing.T, ss ...string) []name.Reference {
+	t.Helper()
+	var refs []name.Reference
+	for _, s := range ss {
+		ref, err := ParseReference(s, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		refs = append(refs, ref)
+	}
+	return refs
+}
+
+var errBrokenLayer = errors.New("layer read failed")
+
+// brokenImage is an image whose layers fail half-way through reading their
+// compressed content, to exercise the writers' failure paths.
+type brokenImage struct{ v1.Image }
+
+func (b brokenImage) Layers() ([]v1.Layer, error) {
+	ls, err := b.Image.Layers()
+	if err != nil {
+		return nil, err
+	}
+	out := make([]v1.Layer, len(ls))
+	for i, l := range ls {
+		out[i] = brokenLayer{l}
+	}
+	return out, nil
+}
+
+type brokenLayer struct{ v1.Layer }
+
+func (b brokenLayer) Compressed() (io.ReadCloser, error) {
+	rc, err := b.Layer.Compressed()
+	if err != nil {
+		return nil, err
+	}
+	return struct {
+		io.Reader
+		io.Closer
+	}{io.MultiReader(io.LimitReader(rc, 100), errReader{}), rc}, nil
+}
+
+type errReader struct{}
+
+func (errReader) Read([]byte) (int, error) { return 0, errBrokenLayer }

@@ -1,0 +1,350 @@
+package registry
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+
+	"github.com/google/go-containerregistry/pkg/authn"
+	"github.com/google/go-containerregistry/pkg/name"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/partial"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
+	"golang.org/x/sync/errgroup"
+)
+
+// defaultJobs matches ggcr's default upload concurrency.
+const defaultJobs = 4
+
+// Options configure registry access. The zero value uses the default
+// keychain and TLS everywhere except loopback and private-network registries,
+// which ggcr (like docker) reaches over plain HTTP.
+type Options struct {
+	// Insecure lists registry hosts (host or host:port) reached over plain
+	// HTTP or over TLS without certificate verification, like docker's
+	// --insecure-registry. The default is none.
+	Insecure []string
+	// Keychain resolves credentials. The default is [authn.DefaultKeychain]
+	// (docker config.json, $DOCKER_CONFIG, credential helpers).
+	Keychain authn.Keychain
+	// Transport carries the requests. The default is [remote.DefaultTransport].
+	Transport http.RoundTripper
+	// Jobs is the number of concurrent blob uploads. The default is 4.
+	Jobs int
+	// Progress, if non-nil, receives one human-readable line per finished
+	// blob and per pushed reference. The default is no progress output.
+	Progress io.Writer
+}
+
+// Pusher pushes images and indexes to registries. It holds one
+// [remote.Pusher], so registry pings and auth tokens are reused across calls
+// and references. It is safe for concurrent use.
+type Pusher struct {
+	pusher   *remote.Pusher
+	insecure []string
+	jobs     int
+	progress *progressTracker // nil without Options.Progress
+}
+
+// NewPusher returns a Pusher configured by opts.
+func NewPusher(opts Options) (*Pusher, error) {
+	kc := opts.Keychain
+	if kc == nil {
+		kc = authn.DefaultKeychain
+	}
+	jobs := opts.Jobs
+	if jobs <= 0 {
+		jobs = defaultJobs
+	}
+	rt := opts.Transport
+	if rt == nil {
+		rt = remote.DefaultTransport
+	}
+	rt = insecureTransport(rt, opts.Insecure)
+	p := &Pusher{insecure: opts.Insecure, jobs: jobs}
+	if opts.Progress != nil {
+		p.progress = newProgressTracker(opts.Progress, rt)
+		rt = p.progress
+	}
+	rp, err := remote.NewPusher(
+		remote.WithAuthFromKeychain(kc),
+		remote.WithTransport(rt),
+		remote.WithJobs(jobs),
+		remote.WithUserAgent("imgbuild"),
+	)
+	if err != nil {
+		return nil, fmt.Errorf("creating pusher: %w", err)
+	}
+	p.pusher = rp
+	return p, nil
+}
+
+// Push pushes img under every ref; refs may span registries and
+// repositories. Per repository it uploads the blobs and the manifest by digest
+// once, then moves each tag. It returns the manifest digest.
+func (p *Pusher) Push(ctx context.Context, img v1.Image, refs []name.Reference) (v1.Hash, error) {
+	return p.push(ctx, img, refs)
+}
+
+// PushIndex is [Pusher.Push] for an image index: child manifests and their
+// blobs are pushed to each repository before the index itself.
+func (p *Pusher) PushIndex(ctx context.Context, idx v1.ImageIndex, refs []name.Reference) (v1.Hash, error) {
+	return p.push(ctx, idx, refs)
+}
+
+// manifest is what Push and PushIndex have in common.
+type manifest interface {
+	remote.Taggable
+	partial.Describable
+}
+
+func (p *Pusher) push(ctx context.Context, m manifest, refs []name.Reference) (v1.Hash, error) {
+	if len(refs) == 0 {
+		return v1.Hash{}, errors.New("pushing: no references given")
+	}
+	digest, err := m.Digest()
+	if err != nil {
+		return v1.Hash{}, fmt.Errorf("computing manifest digest: %w", err)
+	}
+	// Blobs and children are collected once and shared by every repository.
+	blobs, children, err := dependencies(m)
+	if err != nil {
+		return v1.Hash{}, fmt.Errorf("reading image %s: %w", digest, err)
+	}
+
+	for _, ref := range refs {
+		if d, ok := ref.(name.Digest); ok && d.DigestStr() != digest.String() {
+			return v1.Hash{}, fmt.Errorf("pushing to %s: the manifest's digest is %s", ref, digest)
+		}
+	}
+	groups, err := p.groupByRepo(refs)
+	if err != nil {
+		return v1.Hash{}, err
+	}
+	// The first repository pushed in a registry becomes the mount source for
+	// the others, so each blob crosses the network once per registry.
+	mountFrom := map[string]name.Repository{}
+	for _, g := range groups {
+		reg := g.repo.RegistryStr()
+		from, ok := mountFrom[reg]
+		if !ok {
+			mountFrom[reg] = g.repo
+		}
+		if err := p.pushRepo(ctx, g, m, digest, blobs, children, from, ok); err != nil {
+			return v1.Hash{}, err
+		}
+	}
+	return digest, nil
+}
+
+type repoRefs struct {
+	repo name.Repository
+	refs []name.Reference
+}
+
+// groupByRepo groups refs by repository, keeping first-seen order.
+func (p *Pusher) groupByRepo(refs []name.Reference) ([]*repoRefs, error) {
+	var groups []*repoRefs
+	byRepo := map[string]*repoRefs{}
+	for _, ref := range refs {
+		ref, err := withInsecure(ref, p.insecure)
+		if err != nil {
+			return nil, err
+		}
+		key := ref.Context().String()
+		g, ok := byRepo[key]
+		if !ok {
+			g = &repoRefs{repo: ref.Context()}
+			byRepo[key] = g
+			groups = append(groups, g)
+		}
+		g.refs = append(g.refs, ref)
+	}
+	return groups, nil
+}
+
+func (p *Pusher) pushRepo(ctx context.Context, g *repoRefs, m manifest, digest v1.Hash, blobs []v1.Layer, children []manifest, from name.Repository, mount bool) error {
+	repo := g.repo
+	label := g.refs[0].String()
+	if p.progress != nil {
+		done := p.progress.start(repo, label, blobs)
+		defer done()
+	}
+
+	eg, ectx := errgroup.WithContext(ctx)
+	eg.SetLimit(p.jobs)
+	for _, l := range blobs {
+		if mount {
+			l = &remote.MountableLayer{Layer: l, Reference: from.Digest(digest.String())}
+		}
+		eg.Go(func() error {
+			d, err := l.Digest()
+			if err != nil {
+				return fmt.Errorf("reading blob digest: %w", err)
+			}
+			if err := p.pusher.Upload(ectx, repo, l); err != nil {
+				return stepError(repo.Registry, fmt.Sprintf("pushing blob %s to %s", d, repo), err)
+			}
+			return nil
+		})
+	}
+	if err := eg.Wait(); err != nil {
+		return err
+	}
+
+	// Children go first: registries may refuse an index whose manifests
+	// they do not have yet.
+	for _, c := range append(children, m) {
+		d, err := c.Digest()
+		if err != nil {
+			return fmt.Errorf("computing manifest digest: %w", err)
+		}
+		if err := p.pusher.Push(ctx, repo.Digest(d.String()), c); err != nil {
+			return stepError(repo.Registry, fmt.Sprintf("pushing manifest %s to %s", d, repo), err)
+		}
+	}
+
+	for _, ref := range g.refs {
+		if _, ok := ref.(name.Tag); !ok {
+			continue // a digest reference was pushed above
+		}
+		if err := p.pusher.Push(ctx, ref, m); err != nil {
+			return stepError(repo.Registry, fmt.Sprintf("tagging %s", ref), err)
+		}
+	}
+	if p.progress != nil {
+		for _, ref := range g.refs {
+			p.progress.printf("pushed %s@%s\n", ref, digest)
+		}
+	}
+	return nil
+}
+
+// stepError names the registry when it refused our credentials, since that
+// is what the user has to fix, and the step otherwise.
+func stepError(reg name.Registry, step string, err error) error {
+	var terr *transport.Error
+	if errors.As(err, &terr) && (terr.StatusCode == http.StatusUnauthorized || terr.StatusCode == http.StatusForbidden) {
+		return fmt.Errorf("authenticating to %s: %s: %w", reg.RegistryStr(), step, err)
+	}
+	return fmt.Errorf("%s: %w", step, err)
+}
+
+// dependencies returns the distinct blobs (layers and configs) under m and,
+// for an index, its child manifests with every child before its parent.
+func dependencies(m manifest) ([]v1.Layer, []manifest, error) {
+	var (
+		blobs    []v1.Layer
+		children []manifest
+		seen     = map[v1.Hash]bool{}
+	)
+	addBlob := func(l v1.Layer) error {
+		d, err := l.Digest()
+		if err != nil {
+			return err
+		}
+		if !seen[d] {
+			seen[d] = true
+			blobs = append(blobs, l)
+		}
+		return nil
+	}
+	var walk func(m manifest, top bool) error
+	walk = func(m manifest, top bool) error {
+		switch m := m.(type) {
+		case v1.Image:
+			ls, err := m.Layers()
+			if err != nil {
+				return err
+			}
+			for _, l := range ls {
+				if err := addBlob(l); err != nil {
+					return err
+				}
+			}
+			cl, err := partial.ConfigLayer(m)
+			if err != nil {
+				return err
+			}
+			if err := addBlob(cl); err != nil {
+				return err
+			}
+		case v1.ImageIndex:
+			ms, err := partial.Manifests(m)
+			if err != nil {
+				return err
+			}
+			for _, c := range ms {
+				switch c := c.(type) {
+				case v1.Image:
+					if err := walk(c, false); err != nil {
+						return err
+					}
+				case v1.ImageIndex:
+					if err := walk(c, false); err != nil {
+						return err
+					}
+				case v1.Layer:
+					if err := addBlob(c); err != nil {
+						return err
+					}
+				}
+			}
+		}
+		if !top {
+			d, err := m.Digest()
+			if err != nil {
+				return err
+			}
+			if !seen[d] {
+				seen[d] = true
+				children = append(children, m)
+			}
+		}
+		return nil
+	}
+	if err := walk(m, true); err != nil {
+		return nil, nil, err
+	}
+	return blobs, children, nil
+}
+
+// insecureTransport skips TLS verification for the insecure hosts (plain
+// HTTP is already chosen by the reference's scheme). Only an *http.Transport
+// can be cloned; any other RoundTripper is used as given.
+func insecureTransport(rt http.RoundTripper, insecure []string) http.RoundTripper {
+	base, ok := rt.(*http.Transport)
+	if len(insecure) == 0 || !ok {
+		return rt
+	}
+	it := base.Clone()
+	if it.TLSClientConfig == nil {
+		it.TLSClientConfig = &tls.Config{}
+	}
+	it.TLSClientConfig.InsecureSkipVerify = true //nolint:gosec // the user listed this registry as insecure
+	return &hostSwitch{secure: rt, insecure: it, hosts: insecure}
+}
+
+type hostSwitch struct {
+	secure, insecure http.RoundTripper
+	hosts            []string
+}
+
+// RoundTrip implements http.RoundTripper.
+func (h *hostSwitch) RoundTrip(req *http.Request) (*http.Response, error) {
+	host := req.URL.Host
+	if _, port, err := net.SplitHostPort(host); err == nil && (port == "443" || port == "80") {
+		host, _, _ = net.SplitHostPort(host)
+	}
+	if isInsecure(host, h.hosts) {
+		return h.insecure.RoundTrip(req)
+	}
+	return h.secure.RoundTrip(req)
+}
+
+var _ http.RoundTripper = (*hostSwitch)(nil)
