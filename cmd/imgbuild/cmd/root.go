@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"strings"
 
 	"github.com/sirupsen/logrus"
@@ -43,15 +44,23 @@ func NewRootCmd() *cobra.Command {
 	return root
 }
 
-// Execute runs the command line args and returns the process exit code.
+// Execute runs the command line args with the process's standard streams
+// and returns the exit code.
 func Execute(ctx context.Context, args []string) int {
+	return execute(ctx, args, os.Stdin, os.Stdout, os.Stderr)
+}
+
+func execute(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	root := NewRootCmd()
 	root.SetArgs(args)
+	root.SetIn(stdin)
+	root.SetOut(stdout)
+	root.SetErr(stderr)
 	err := root.ExecuteContext(ctx)
 	if err == nil {
 		return 0
 	}
-	printError(root.ErrOrStderr(), err)
+	printError(stderr, err)
 	var ee *exitError
 	if errors.As(err, &ee) {
 		return ee.code
@@ -130,4 +139,3 @@ func (q *quietFormatter) Format(e *logrus.Entry) ([]byte, error) {
 	}
 	return q.Formatter.Format(e)
 }
-

@@ -1,0 +1,189 @@
+package cmd
+
+import (
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+
+	"github.com/imgbuild/imgbuild/pkg/cache"
+)
+
+// TestBuildErrors checks that each kind of bad input fails with a message
+// that names what is at fault, a non-zero exit, nothing pushed and no output
+// written.
+func TestBuildErrors(t *testing.T) {
+	e := setup(t)
+	root := t.TempDir()
+
+	// A registry that refuses every credential, to check auth errors.
+	deny := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("WWW-Authenticate", `Basic realm="test"`)
+		http.Error(w, `{"errors":[{"code":"UNAUTHORIZED","message":"authentication required"}]}`, http.StatusUnauthorized)
+	}))
+	defer deny.Close()
+	denyHost := strings.TrimPrefix(deny.URL, "http://")
+
+	for _, tc := range []struct {
+		name       string
+		dockerfile string
+		files      map[string]string
+		tag        string // defaults to a fresh repo in the test registry
+		want       []string
+		exit       int
+	}{{
+		name:       "syntax error",
+		dockerfile: "ARG BASE\nFROM ${BASE}\nRUN true\nFOO bar\n",
+		want:       []string{"Dockerfile:4", "unknown instruction: FOO"},
+	}, {
+		name:       "failing RUN",
+		dockerfile: "ARG BASE\nFROM ${BASE}\nRUN echo about-to-fail && exit 7\n",
+		want:       []string{"about-to-fail", "RUN echo about-to-fail && exit 7", "exit code: 7", "Dockerfile:3"},
+	}, {
+		name:       "missing COPY source",
+		dockerfile: "ARG BASE\nFROM ${BASE}\nCOPY does-not-exist.txt /x\n",
+		want:       []string{`"/does-not-exist.txt" not found in the build context`, "Dockerfile:3"},
+	}, {
+		name:       "unknown base image",
+		dockerfile: "FROM " + e.registry + "/no/such-image:v9\nRUN true\n",
+		want:       []string{e.registry + "/no/such-image:v9", "not found"},
+	}, {
+		name:       "registry auth failure",
+		dockerfile: "ARG BASE\nFROM ${BASE}\nRUN echo ok > /ok\n",
+		tag:        denyHost + "/app:v1",
+		want:       []string{"authenticating to " + denyHost},
+	}, {
+		name:       "external frontend",
+		dockerfile: "# syntax=example.com/custom/frontend:1\nARG BASE\nFROM ${BASE}\n",
+		want:       []string{"Dockerfile:1", `"example.com/custom/frontend:1"`, "--allow-external-frontend"},
+	}} {
+		t.Run(tc.name, func(t *testing.T) {
+			files := map[string]string{"Dockerfile": tc.dockerfile}
+			for k, v := range tc.files {
+				files[k] = v
+			}
+			dir := writeContext(t, files)
+			tag := tc.tag
+			if tag == "" {
+				tag = fmt.Sprintf("%s/e2e/err-%s:v1", e.registry, strings.ToLower(strings.ReplaceAll(tc.name, " ", "-")))
+			}
+			out := filepath.Join(t.TempDir(), "layout")
+			tarOut := filepath.Join(t.TempDir(), "image.tar")
+			r := e.build(t, root, "-t", tag, "--push", "-o", "type=oci,dest="+out, "-o", "type=docker,dest="+tarOut, dir)
+			if r.code == 0 {
+				t.Fatalf("build succeeded, want failure")
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(r.stderr, w) {
+					t.Errorf("stderr lacks %q", w)
+				}
+			}
+			if r.stdout != "" {
+				t.Errorf("stdout = %q, want nothing on failure", r.stdout)
+			}
+			if tc.tag == "" {
+				ref, err := name.ParseReference(tag)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if _, err := remote.Head(ref); err == nil {
+					t.Errorf("%s was pushed by a failed build", tag)
+				}
+			}
+			if tc.name != "registry auth failure" {
+				// Outputs are written after the build succeeds; the
+				// push failure case writes them before pushing.
+				for _, p := range []string{out, tarOut} {
+					if _, err := os.Stat(p); err == nil {
+						t.Errorf("%s written by a failed build", p)
+					}
+				}
+			}
+		})
+	}
+
+	// The state dir is still usable after all of that.
+	ok := writeContext(t, map[string]string{"Dockerfile": "ARG BASE\nFROM ${BASE}\nRUN echo fine > /fine\n"})
+	if r := e.build(t, root, ok); r.code != 0 {
+		t.Fatalf("build after failures: %s", r.stderr)
+	}
+}
+
+// TestBuildStateDirBusy checks that a second imgbuild on a state dir in use
+// fails at once and names the holder.
+func TestBuildStateDirBusy(t *testing.T) {
+	e := setup(t)
+	root := t.TempDir()
+	lock, err := cache.Acquire(t.Context(), root, cache.LockOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lock.Release()
+	dir := writeContext(t, map[string]string{"Dockerfile": "ARG BASE\nFROM ${BASE}\n"})
+	r := e.build(t, root, dir)
+	if r.code == 0 {
+		t.Fatal("build on a locked state dir succeeded")
+	}
+	if !strings.Contains(r.stderr, "pid "+strconv.Itoa(os.Getpid())) || !strings.Contains(r.stderr, root) {
+		t.Errorf("error does not name the holder and the dir:\n%s", r.stderr)
+	}
+}
+
+// TestBuildRuncGate checks that an old runc is refused with its version and
+// CVEs, and that the override builds with a warning.
+func TestBuildRuncGate(t *testing.T) {
+	e := setup(t)
+	fake := filepath.Join(t.TempDir(), "runc")
+	script := "#!/bin/sh\necho 'runc version 1.1.5'\necho 'spec: 1.0.2-dev'\n"
+	if err := os.WriteFile(fake, []byte(script), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	dir := writeContext(t, map[string]string{"Dockerfile": "ARG BASE\nFROM ${BASE}\nCOPY Dockerfile /\n"})
+	args := []string{"build", "--root", t.TempDir(), "--runc", fake, "--progress", "plain", "--build-arg", "BASE=" + e.base}
+	r := imgbuild(t, "", append(args, dir)...)
+	if r.code == 0 {
+		t.Fatal("an old runc was accepted")
+	}
+	for _, w := range []string{"1.1.5", "CVE-2024-21626", "CVE-2025-31133", "CVE-2025-52565", "CVE-2025-52881", "--allow-insecure-runc"} {
+		if !strings.Contains(r.stderr, w) {
+			t.Errorf("refusal lacks %q", w)
+		}
+	}
+	// A build with no RUN step does not start runc, so the override can
+	// be checked with the fake.
+	r = imgbuild(t, "", append(args, "--allow-insecure-runc", dir)...)
+	if r.code != 0 {
+		t.Fatalf("--allow-insecure-runc: %s", r.stderr)
+	}
+	if !strings.Contains(r.stderr, "1.1.5") || !strings.Contains(strings.ToLower(r.stderr), "warn") {
+		t.Errorf("no warning naming the runc version:\n%s", r.stderr)
+	}
+}
+
+// TestBuildFlagErrors checks flag validation that happens before any work.
+func TestBuildFlagErrors(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"build", "--push", "."}, "--push needs at least one --tag"},
+		{[]string{"build", "-t", "UPPER/Case:bad", "."}, "UPPER/Case:bad"},
+		{[]string{"build", "-o", "type=nope,dest=x", "."}, `unknown type "nope"`},
+		{[]string{"build", "-o", "type=oci", "."}, "needs dest="},
+		{[]string{"build", "--progress", "fancy", "."}, `--progress "fancy"`},
+		{[]string{"build", "--label", "novalue", "."}, `--label "novalue"`},
+		{[]string{"build"}, "accepts 1 arg"},
+	} {
+		r := imgbuild(t, "", tc.args...)
+		if r.code == 0 || !strings.Contains(r.stderr, tc.want) {
+			t.Errorf("%v: exit %d, stderr %q; want failure mentioning %q", tc.args, r.code, r.stderr, tc.want)
+		}
+	}
+}
