@@ -7,12 +7,13 @@
 #   docker-registry                real distribution registry for tests
 #   ca-certificates                TLS roots, also copied into the release image
 #   git                            go module fetches of VCS-only dependencies
+#   curl                           hack/demo.sh waits on the registry with it
 set -o errexit -o nounset -o pipefail
 
 PROJECT_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "${PROJECT_ROOT}"
 
-packages=(libseccomp-dev pkg-config gcc busybox-static docker-registry ca-certificates git)
+packages=(libseccomp-dev pkg-config gcc busybox-static docker-registry ca-certificates git curl)
 
 missing=()
 for p in "${packages[@]}"; do

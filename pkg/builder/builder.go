@@ -134,6 +134,28 @@ type Request struct {
 	Progress string
 	// ProgressOut receives the progress display. The default is os.Stderr.
 	ProgressOut io.Writer
+	// CacheImports are BuildKit cache sources (--cache-from). The default
+	// is none: only the state dir's own cache.
+	CacheImports []CacheEntry
+	// CacheExports are BuildKit cache destinations (--cache-to). The
+	// default is none.
+	CacheExports []CacheEntry
+}
+
+// CacheEntry is one cache import or export, in BuildKit's terms: Type is
+// registry, inline or local; Attrs are its CSV attributes (ref, mode, dest,
+// src, ...).
+type CacheEntry struct {
+	Type  string
+	Attrs map[string]string
+}
+
+func cacheEntries(in []CacheEntry) []client.CacheOptionsEntry {
+	out := make([]client.CacheOptionsEntry, 0, len(in))
+	for _, e := range in {
+		out = append(out, client.CacheOptionsEntry{Type: e.Type, Attrs: e.Attrs})
+	}
+	return out
 }
 
 // Result is a built image.
@@ -232,7 +254,9 @@ func (b *Builder) Build(ctx context.Context, req Request) (*Result, error) {
 			Attrs:       map[string]string{"tar": "false", "oci-mediatypes": "true"},
 			OutputStore: store,
 		}},
-		Session: attachables,
+		Session:      attachables,
+		CacheImports: cacheEntries(req.CacheImports),
+		CacheExports: cacheEntries(req.CacheExports),
 	}
 
 	mode := req.Progress

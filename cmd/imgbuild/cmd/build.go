@@ -35,7 +35,8 @@ type buildOptions struct {
 	metadataFile          string
 	root                  string
 	platform              string
-	insecureRegistries    []string
+	reg                   registryFlags
+	cache                 cacheFlags
 	runc                  string
 	allowInsecureRunc     bool
 	allowExternalFrontend bool
@@ -81,7 +82,8 @@ standard error.`,
 	f.StringVar(&bo.metadataFile, "metadata-file", "", "write build result metadata (JSON) to this file")
 	f.StringVar(&bo.root, "root", "", "state directory (default $IMGBUILD_ROOT, /var/lib/imgbuild as root, else $XDG_DATA_HOME/imgbuild)")
 	f.StringVar(&bo.platform, "platform", "", "target platform, e.g. linux/amd64 (default: the host's)")
-	f.StringArrayVar(&bo.insecureRegistries, "insecure-registry", nil, "registry host to reach over plain HTTP or unverified TLS (repeatable)")
+	bo.reg.addFlags(f)
+	bo.cache.addFlags(f)
 	f.StringVar(&bo.runc, "runc", "", "runc binary (default: runc next to imgbuild, else on $PATH)")
 	f.BoolVar(&bo.allowInsecureRunc, "allow-insecure-runc", false, "run RUN steps with a runc that lacks the 2024/2025 container-escape fixes")
 	f.BoolVar(&bo.allowExternalFrontend, "allow-external-frontend", false, "allow '# syntax=' to pull and run a frontend image other than docker/dockerfile")
@@ -157,7 +159,7 @@ func (bo *buildOptions) plan(contextDir string, stdin io.Reader, getenv func(str
 		p.req.Labels[k] = v
 	}
 	for _, t := range bo.tags {
-		ref, err := registry.ParseReference(t, bo.insecureRegistries)
+		ref, err := registry.ParseReference(t, bo.reg.insecure)
 		if err != nil {
 			return nil, fmt.Errorf("--tag: %w", err)
 		}
@@ -170,7 +172,7 @@ func (bo *buildOptions) plan(contextDir string, stdin io.Reader, getenv func(str
 		p.push = p.refs
 	}
 	for _, o := range bo.outputs {
-		out, err := parseOutput(o, bo.insecureRegistries)
+		out, err := parseOutput(o, bo.reg.insecure)
 		if err != nil {
 			return nil, err
 		}
@@ -184,6 +186,9 @@ func (bo *buildOptions) plan(contextDir string, stdin io.Reader, getenv func(str
 		}
 		out.refs = append(append([]name.Reference{}, p.refs...), out.refs...)
 		p.outputs = append(p.outputs, out)
+	}
+	if err := bo.cache.apply(&p.req); err != nil {
+		return nil, err
 	}
 	return p, nil
 }
@@ -264,15 +269,22 @@ func runBuild(cmd *cobra.Command, ro *rootOptions, bo *buildOptions, contextDir 
 	}
 	p.req.ProgressOut = cmd.ErrOrStderr()
 
-	b, err := builder.New(ctx, root,
+	regOpts, err := bo.reg.registryOptions()
+	if err != nil {
+		return err
+	}
+	regOpts.Progress = cmd.ErrOrStderr()
+	bopts := []builder.Option{
 		builder.WithRunc(bo.runc),
 		builder.WithAllowInsecureRunc(bo.allowInsecureRunc),
 		builder.WithSnapshotter(bo.snapshotter),
-		builder.WithInsecureRegistries(bo.insecureRegistries...),
 		builder.WithExternalFrontends(bo.allowExternalFrontend),
 		builder.WithWaitForLock(bo.wait),
 		builder.WithLogger(ro.log),
-	)
+	}
+	bopts = append(bopts, bo.reg.builderOptions()...)
+	bopts = append(bopts, bo.cache.builderOptions()...)
+	b, err := builder.New(ctx, root, bopts...)
 	if err != nil {
 		return err
 	}
@@ -293,7 +305,7 @@ func runBuild(cmd *cobra.Command, ro *rootOptions, bo *buildOptions, contextDir 
 		}
 	}
 	if len(p.push) > 0 {
-		pusher, err := registry.NewPusher(registry.Options{Insecure: bo.insecureRegistries, Progress: cmd.ErrOrStderr()})
+		pusher, err := registry.NewPusher(regOpts)
 		if err != nil {
 			return err
 		}
