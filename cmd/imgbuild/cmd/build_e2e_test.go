@@ -380,3 +380,42 @@ func TestBuildNoOutputPrintsDigest(t *testing.T) {
 		t.Errorf("registry serves %s, printed %s", desc.Digest, d)
 	}
 }
+
+// TestBuildLeavesNothingBehind checks the daemonless promise: once imgbuild
+// exits, no process, socket or mount of its state dir remains.
+func TestBuildLeavesNothingBehind(t *testing.T) {
+	e := setup(t)
+	root := t.TempDir()
+	dir := writeContext(t, map[string]string{"Dockerfile": "ARG BASE\nFROM ${BASE}\nRUN --mount=type=cache,target=/c sleep 0.2 && echo x > /x\n"})
+	if r := e.build(t, root, dir); r.code != 0 {
+		t.Fatal(r.stderr)
+	}
+	err := filepath.WalkDir(root, func(p string, d os.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if d.Type()&os.ModeSocket != 0 {
+			t.Errorf("socket left behind: %s", p)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	mounts, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(string(mounts), "\n") {
+		if f := strings.Fields(line); len(f) > 4 && strings.HasPrefix(f[4], root) {
+			t.Errorf("mount left behind: %s", line)
+		}
+	}
+	procs, _ := filepath.Glob("/proc/[0-9]*/cmdline")
+	for _, p := range procs {
+		b, err := os.ReadFile(p)
+		if err == nil && bytes.Contains(b, []byte(root)) {
+			t.Errorf("process left behind: %s: %q", p, bytes.ReplaceAll(b, []byte{0}, []byte{' '}))
+		}
+	}
+}
