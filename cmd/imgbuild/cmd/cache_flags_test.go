@@ -1,0 +1,52 @@
+package cmd
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/imgbuild/imgbuild/pkg/builder"
+)
+
+func TestParseCacheEntry(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		in      string
+		export  bool
+		want    builder.CacheEntry
+		wantErr string
+	}{
+		{in: "reg.example/app:cache", want: builder.CacheEntry{Type: "registry", Attrs: map[string]string{"ref": "reg.example/app:cache"}}},
+		{in: "type=registry,ref=r/a:c,mode=max", export: true, want: builder.CacheEntry{Type: "registry", Attrs: map[string]string{
+			"ref": "r/a:c", "mode": "max", "image-manifest": "true", "oci-mediatypes": "true"}}},
+		{in: "type=registry,ref=r/a:c,image-manifest=false", export: true, want: builder.CacheEntry{Type: "registry", Attrs: map[string]string{
+			"ref": "r/a:c", "mode": "min", "image-manifest": "false", "oci-mediatypes": "true"}}},
+		{in: "type=local,src=/c", want: builder.CacheEntry{Type: "local", Attrs: map[string]string{"src": "/c"}}},
+		{in: "type=local,dest=/c", export: true, want: builder.CacheEntry{Type: "local", Attrs: map[string]string{"dest": "/c", "mode": "min"}}},
+		{in: "type=inline", export: true, want: builder.CacheEntry{Type: "inline", Attrs: map[string]string{"mode": "min"}}},
+		{in: "type=inline", wantErr: "export only"},
+		{in: "type=registry", wantErr: "needs ref="},
+		{in: "type=local,dest=/c", wantErr: "needs src="},
+		{in: "type=local,src=/c", export: true, wantErr: "needs dest="},
+		{in: "type=registry,ref=r/a,mode=all", export: true, wantErr: "want min or max"},
+		{in: "type=gha", wantErr: "unknown type"},
+		{in: "ref=r/a", wantErr: "missing type="},
+		{in: "type=registry,bogus", wantErr: "want key=value"},
+	} {
+		got, err := parseCacheEntry(tc.in, tc.export)
+		if tc.wantErr != "" {
+			if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+				t.Errorf("parseCacheEntry(%q, %v) error = %v, want %q", tc.in, tc.export, err, tc.wantErr)
+			}
+			continue
+		}
+		if err != nil {
+			t.Errorf("parseCacheEntry(%q, %v): %v", tc.in, tc.export, err)
+			continue
+		}
+		if d := cmp.Diff(tc.want, got); d != "" {
+			t.Errorf("parseCacheEntry(%q, %v) (-want +got):\n%s", tc.in, tc.export, d)
+		}
+	}
+}
