@@ -59,7 +59,7 @@ func startEmbedded(ctx context.Context, o *options) (*embedded, error) {
 	if err != nil {
 		return nil, fmt.Errorf("creating session manager: %w", err)
 	}
-	hosts := registryHosts(o.insecure)
+	hosts := registryHosts(o)
 
 	snName, snFactory, err := snapshotterFactory(o.root, o.snapshotter)
 	if err != nil {

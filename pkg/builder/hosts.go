@@ -11,13 +11,31 @@ import (
 // registryHosts tells BuildKit how to reach each registry it pulls from (base
 // images, cache imports). Loopback registries speak plain HTTP, as in docker;
 // hosts named with --insecure-registry get TLS without verification and an
-// HTTP fallback, also as in docker. Results are memoised per host so that
-// connections are reused across pulls.
-func registryHosts(insecure []string) docker.RegistryHosts {
+// HTTP fallback, also as in docker. Mirrors come first, then the registry
+// itself unless its fallback is turned off. Results are memoised per host so
+// that connections are reused across pulls.
+func registryHosts(o *options) docker.RegistryHosts {
 	cfg := map[string]resolverconfig.RegistryConfig{}
+	noFallback := map[string]bool{}
 	yes := true
-	for _, h := range insecure {
-		cfg[h] = resolverconfig.RegistryConfig{Insecure: &yes, PlainHTTP: &yes}
+	for h, c := range o.hosts {
+		rc := resolverconfig.RegistryConfig{Mirrors: c.Mirrors, RootCAs: c.CAFiles}
+		for _, kp := range c.ClientCerts {
+			rc.KeyPairs = append(rc.KeyPairs, resolverconfig.TLSKeyPair{Certificate: kp.Cert, Key: kp.Key})
+		}
+		if c.PlainHTTP {
+			rc.PlainHTTP = &yes
+		}
+		if c.SkipTLSVerify {
+			rc.Insecure = &yes
+		}
+		cfg[h] = rc
+		noFallback[h] = c.NoFallback && len(c.Mirrors) > 0
+	}
+	for _, h := range o.insecure {
+		rc := cfg[canonicalHost(h)]
+		rc.Insecure, rc.PlainHTTP = &yes, &yes
+		cfg[canonicalHost(h)] = rc
 	}
 	var mu sync.Mutex
 	memo := map[string][]docker.RegistryHost{}
@@ -27,11 +45,20 @@ func registryHosts(insecure []string) docker.RegistryHosts {
 		if hs, ok := memo[host]; ok {
 			return hs, nil
 		}
-		// NewRegistryConfig only answers for hosts in its map; an empty entry
-		// gives the defaults (HTTPS, plain HTTP for localhost).
-		hs, err := resolver.NewRegistryConfig(map[string]resolverconfig.RegistryConfig{host: cfg[host]})(host)
+		// NewRegistryConfig only answers for hosts in its map (an empty
+		// entry gives the defaults: HTTPS, plain HTTP for localhost), and
+		// configures mirrors from their own entries.
+		m := make(map[string]resolverconfig.RegistryConfig, len(cfg)+1)
+		for k, v := range cfg {
+			m[k] = v
+		}
+		m[host] = cfg[host]
+		hs, err := resolver.NewRegistryConfig(m)(host)
 		if err != nil {
 			return nil, err
+		}
+		if noFallback[host] && len(hs) > 1 {
+			hs = hs[:len(hs)-1] // the registry itself comes last
 		}
 		memo[host] = hs
 		return hs, nil

@@ -15,6 +15,7 @@ type options struct {
 	allowInsecureRunc      bool
 	snapshotter            string
 	insecure               []string
+	hosts                  map[string]RegistryHost
 	keychain               authn.Keychain
 	allowExternalFrontends bool
 	waitForLock            bool
