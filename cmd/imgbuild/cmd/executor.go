@@ -1,0 +1,261 @@
+package cmd
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+
+	"github.com/sirupsen/logrus"
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+
+	"github.com/imgbuild/imgbuild/pkg/builder"
+	"github.com/imgbuild/imgbuild/pkg/registry"
+)
+
+// kanikoOptions are kaniko's executor flags, with kaniko's names, short
+// forms and defaults. They are translated onto buildOptions in one place,
+// toBuild, so that `imgbuild executor` and `imgbuild build` share every
+// behaviour after flag parsing.
+type kanikoOptions struct {
+	context        string
+	contextSubPath string
+	dockerfile     string
+	destinations   []string
+	noPush         bool
+	tarPath        string
+	ociLayoutPath  string
+	buildArgs      []string
+	target         string
+	labels         []string
+	customPlatform string
+	insecureReg    []string
+	verbosity      string
+	logFormat      string
+	logTimestamp   bool
+	secrets        []string
+	git            []string
+	cache          bool
+	cacheRepo      string
+	cacheTTL       string
+
+	// ignored are kaniko flags that describe kaniko's internals; they are
+	// accepted so that existing Job specs keep working.
+	ignored map[string]*string
+}
+
+// kanikoInternalFlags have no meaning with an embedded BuildKit: BuildKit
+// snapshots with overlayfs, caches every step and never unpacks into its
+// own root filesystem.
+var kanikoInternalFlags = []struct{ name, def string }{
+	{"snapshot-mode", "full"}, {"snapshotMode", "full"}, {"use-new-run", "false"},
+	{"single-snapshot", "false"}, {"compressed-caching", "true"}, {"cache-run-layers", "true"},
+	{"cache-copy-layers", "false"}, {"ignore-var-run", "true"}, {"whitelist-var-run", "true"},
+	{"ignore-path", ""}, {"cleanup", "false"}, {"kaniko-dir", "/kaniko"}, {"force", "false"},
+	{"force-build-metadata", "false"}, {"skip-unused-stages", "false"}, {"image-fs-extract-retry", "0"},
+	{"cache-dir", "/cache"}, {"skip-push-permission-check", "false"},
+}
+
+func newExecutorCmd(ro *rootOptions) *cobra.Command {
+	return executorCmd(ro, &kanikoOptions{}, &buildOptions{})
+}
+
+// executorCmd binds the command's flags to ko and bo.
+func executorCmd(ro *rootOptions, ko *kanikoOptions, bo *buildOptions) *cobra.Command {
+	ko.ignored = map[string]*string{}
+	cmd := &cobra.Command{
+		Use:   "executor",
+		Short: "Build with kaniko's executor flags (drop-in for /kaniko/executor)",
+		Long: `Build and push an image with kaniko's flag names and semantics, so that a
+kaniko Job spec or CI template works by changing the image. The build runs on
+imgbuild's embedded BuildKit; flags that only describe kaniko's internals are
+accepted with a warning.`,
+		Example: `  imgbuild executor --context dir:///workspace --dockerfile Dockerfile \
+    --destination registry.example.com/app:1.0 --cache=true
+
+  tar -czf - . | imgbuild executor --context tar://stdin --destination registry.example.com/app:1.0`,
+		Args: cobra.NoArgs,
+		// kaniko has its own logging flags; they replace the root's.
+		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error {
+			ro.logLevel, ro.logFormat = ko.verbosity, ko.logFormat
+			if ro.logFormat == "color" {
+				ro.logFormat = "text"
+			}
+			if err := ro.setupLogging(cmd.ErrOrStderr()); err != nil {
+				return err
+			}
+			if f, ok := ro.log.Formatter.(*logrus.TextFormatter); ok && ko.logTimestamp {
+				f.DisableTimestamp = false
+			}
+			return nil
+		},
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ko.warnIgnored(cmd, ro.log)
+			contextDir, cleanup, err := ko.resolveContext(cmd.Context(), cmd.InOrStdin(), os.Getenv)
+			if err != nil {
+				return err
+			}
+			defer cleanup()
+			if err := ko.toBuild(bo, contextDir, os.LookupEnv); err != nil {
+				return err
+			}
+			err = runBuild(cmd, ro, bo, contextDir)
+			// kaniko exits with a failed RUN's own exit code.
+			var be *builder.BuildError
+			if errors.As(err, &be) && be.ExitCode > 0 {
+				return &exitError{code: be.ExitCode, err: err}
+			}
+			return err
+		},
+	}
+	f := cmd.Flags()
+	ko.addFlags(f)
+	// Flags imgbuild shares with kaniko under the same names.
+	f.StringVar(&bo.root, "root", "", "state directory (default $IMGBUILD_ROOT, /var/lib/imgbuild as root)")
+	f.StringVar(&bo.runc, "runc", "", "runc binary")
+	f.StringVar(&bo.progress, "progress", "plain", "progress output: auto, tty, plain, rawjson or quiet")
+	bo.reg.addFlags(f)
+	bo.cache.addFlags(f)
+	return cmd
+}
+
+func (ko *kanikoOptions) addFlags(f *pflag.FlagSet) {
+	f.StringVarP(&ko.context, "context", "c", "/workspace/", "build context: dir://PATH, PATH, tar://PATH.tar.gz, tar://stdin or git://HOST/REPO.git[#REF[#COMMIT]]")
+	f.StringVar(&ko.contextSubPath, "context-sub-path", "", "sub-directory of the context to build")
+	f.StringVarP(&ko.dockerfile, "dockerfile", "f", "Dockerfile", "Dockerfile: absolute, relative to the working directory, or relative to the context")
+	f.StringArrayVarP(&ko.destinations, "destination", "d", nil, "image reference to push (repeatable)")
+	f.BoolVar(&ko.noPush, "no-push", false, "build without pushing (env KANIKO_NO_PUSH)")
+	f.StringVar(&ko.tarPath, "tar-path", "", "also write the image as a docker-archive tarball")
+	f.StringVar(&ko.tarPath, "tarPath", "", "deprecated: use --tar-path")
+	f.StringVar(&ko.ociLayoutPath, "oci-layout-path", "", "also write the image as an OCI layout directory")
+	f.StringArrayVar(&ko.buildArgs, "build-arg", nil, "KEY=VALUE for ARG; a bare KEY takes its value from the environment")
+	f.StringVar(&ko.target, "target", "", "stage to build")
+	f.StringArrayVar(&ko.labels, "label", nil, "image label KEY=VALUE")
+	f.StringVar(&ko.customPlatform, "custom-platform", "", "target platform os/arch[/variant]")
+	f.StringVar(&ko.customPlatform, "customPlatform", "", "deprecated: use --custom-platform")
+	f.StringVarP(&ko.verbosity, "verbosity", "v", "info", "log level: trace, debug, info, warn, error, fatal, panic")
+	f.StringVar(&ko.logFormat, "log-format", "color", "log format: text, color or json")
+	f.BoolVar(&ko.logTimestamp, "log-timestamp", false, "timestamps in log lines")
+	f.StringArrayVar(&ko.secrets, "secret", nil, "secret for RUN --mount=type=secret: id=ID,src=PATH or id=ID,env=VAR")
+	f.BoolVar(&ko.cache, "cache", false, "use the registry layer cache (--cache-repo, default DESTINATION-REPO/cache)")
+	f.StringVar(&ko.cacheRepo, "cache-repo", "", "registry repository for the cache; oci:PATH keeps it in a local directory")
+	f.StringVar(&ko.cacheTTL, "cache-ttl", "336h", "accepted for compatibility; BuildKit's registry cache is replaced on every export")
+	f.StringArrayVar(&ko.git, "git", nil, "git context options: branch=, single-branch=, recurse-submodules=, insecure-skip-tls=")
+	for _, fl := range kanikoInternalFlags {
+		v := new(string)
+		ko.ignored[fl.name] = v
+		f.StringVar(v, fl.name, fl.def, "kaniko internal; accepted and ignored")
+		f.Lookup(fl.name).NoOptDefVal = "true"
+		_ = f.MarkHidden(fl.name)
+	}
+	for _, d := range []string{"tarPath", "customPlatform", "snapshotMode"} {
+		_ = f.MarkHidden(d)
+	}
+}
+
+// warnIgnored prints one line naming the kaniko-internal flags that were set.
+func (ko *kanikoOptions) warnIgnored(cmd *cobra.Command, log logrus.FieldLogger) {
+	var set []string
+	for name := range ko.ignored {
+		if cmd.Flags().Changed(name) {
+			set = append(set, "--"+name)
+		}
+	}
+	if len(set) > 0 {
+		sort.Strings(set)
+		log.Warnf("ignoring kaniko flags that do not apply to imgbuild's BuildKit solver: %s", strings.Join(set, ", "))
+	}
+}
+
+// toBuild translates kaniko's options onto imgbuild build's.
+func (ko *kanikoOptions) toBuild(bo *buildOptions, contextDir string, lookupEnv func(string) (string, bool)) error {
+	bo.tags = ko.destinations
+	bo.buildArgs = ko.buildArgs
+	bo.target = ko.target
+	bo.labels = ko.labels
+	bo.platform = ko.customPlatform
+	bo.secrets = ko.secrets
+	if bo.progress == "" {
+		bo.progress = "plain"
+	}
+
+	noPush := ko.noPush
+	if v, ok := lookupEnv("KANIKO_NO_PUSH"); ok && !noPush {
+		noPush = v == "true" || v == "1"
+	}
+	if !noPush {
+		if len(ko.destinations) == 0 {
+			return errors.New("--destination is required unless --no-push is set")
+		}
+		bo.push = true
+	}
+
+	df, err := resolveDockerfile(ko.dockerfile, contextDir)
+	if err != nil {
+		return err
+	}
+	bo.file = df
+
+	if ko.cache {
+		if err := ko.cacheToBuild(bo); err != nil {
+			return err
+		}
+	}
+	if ko.tarPath != "" {
+		bo.outputs = append(bo.outputs, "type=docker,dest="+ko.tarPath)
+	}
+	if ko.ociLayoutPath != "" {
+		bo.outputs = append(bo.outputs, "type=oci,dest="+ko.ociLayoutPath)
+	}
+	return nil
+}
+
+// cacheTag is the tag of the one BuildKit cache manifest kept in the cache
+// repository (kaniko keeps one image per layer instead; the formats differ,
+// so a kaniko cache is not reused, only replaced).
+const cacheTag = "buildcache"
+
+// cacheToBuild maps --cache/--cache-repo onto a max-mode registry cache
+// (or a local one for kaniko's oci: prefix), imported and exported.
+func (ko *kanikoOptions) cacheToBuild(bo *buildOptions) error {
+	repo := ko.cacheRepo
+	if repo == "" {
+		if len(ko.destinations) == 0 {
+			return errors.New("--cache needs --cache-repo or a --destination to infer it from")
+		}
+		ref, err := registry.ParseReference(ko.destinations[0], bo.reg.insecure)
+		if err != nil {
+			return fmt.Errorf("--destination: %w", err)
+		}
+		repo = ref.Context().Name() + "/cache"
+	}
+	if dir, ok := strings.CutPrefix(repo, "oci:"); ok {
+		bo.cache.from = append(bo.cache.from, "type=local,src="+dir)
+		bo.cache.to = append(bo.cache.to, "type=local,dest="+dir+",mode=max")
+		return nil
+	}
+	ref := repo + ":" + cacheTag
+	bo.cache.from = append(bo.cache.from, "type=registry,ref="+ref)
+	bo.cache.to = append(bo.cache.to, "type=registry,ref="+ref+",mode=max")
+	return nil
+}
+
+// resolveDockerfile finds the Dockerfile the way kaniko does: an absolute
+// path, else relative to the working directory if it exists there, else
+// relative to the context.
+func resolveDockerfile(df, contextDir string) (string, error) {
+	if filepath.IsAbs(df) {
+		return df, nil
+	}
+	if _, err := os.Stat(df); err == nil {
+		return filepath.Abs(df)
+	}
+	inCtx := filepath.Join(contextDir, df)
+	if _, err := os.Stat(inCtx); err == nil {
+		return inCtx, nil
+	}
+	return "", fmt.Errorf("dockerfile %q not found in the working directory or the context %s", df, contextDir)
+}

@@ -1,0 +1,172 @@
+package cmd
+
+import (
+	"archive/tar"
+	"bytes"
+	"compress/gzip"
+	"net/http/cgi"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strings"
+	"testing"
+
+	"github.com/imgbuild/imgbuild/internal/testutil"
+)
+
+const executorDockerfile = `ARG BASE
+FROM ${BASE}
+COPY app.txt /app.txt
+RUN echo "built by executor" > /built.txt
+`
+
+// executor runs `imgbuild executor` with the test's runc and a fresh state dir.
+func (e e2e) executor(t *testing.T, stdin string, args ...string) result {
+	t.Helper()
+	full := append([]string{"executor", "--root", t.TempDir(), "--runc", e.runc, "--build-arg", "BASE=" + e.base}, args...)
+	return imgbuild(t, stdin, full...)
+}
+
+func TestExecutorDirContext(t *testing.T) {
+	e := setup(t)
+	dir := writeContext(t, map[string]string{"Dockerfile": executorDockerfile, "app.txt": "dir context\n"})
+	dest := e.registry + "/e2e/executor-dir:v1"
+	r := e.executor(t, "", "--context", "dir://"+dir, "--destination", dest, "--snapshot-mode=redo", "--cache-run-layers")
+	if r.code != 0 {
+		t.Fatal(r.stderr)
+	}
+	fs := files(t, pull(t, dest))
+	if fs["app.txt"] != "dir context\n" || fs["built.txt"] != "built by executor\n" {
+		t.Errorf("app.txt=%q built.txt=%q", fs["app.txt"], fs["built.txt"])
+	}
+	if !strings.Contains(r.stderr, "ignoring kaniko flags") || !strings.Contains(r.stderr, "--snapshot-mode") {
+		t.Errorf("no warning about kaniko-internal flags:\n%s", r.stderr)
+	}
+}
+
+func TestExecutorTarStdinContext(t *testing.T) {
+	e := setup(t)
+	var buf bytes.Buffer
+	gz := gzip.NewWriter(&buf)
+	tw := tar.NewWriter(gz)
+	for _, f := range []struct{ name, body string }{
+		{"sub/Dockerfile", executorDockerfile},
+		{"sub/app.txt", "tar context\n"},
+	} {
+		if err := tw.WriteHeader(&tar.Header{Name: f.name, Mode: 0o644, Size: int64(len(f.body)), Typeflag: tar.TypeReg}); err != nil {
+			t.Fatal(err)
+		}
+		tw.Write([]byte(f.body))
+	}
+	tw.Close()
+	gz.Close()
+	dest := e.registry + "/e2e/executor-tar:v1"
+	r := e.executor(t, buf.String(), "--context", "tar://stdin", "--context-sub-path", "sub", "--destination", dest)
+	if r.code != 0 {
+		t.Fatal(r.stderr)
+	}
+	if got := files(t, pull(t, dest))["app.txt"]; got != "tar context\n" {
+		t.Errorf("app.txt = %q", got)
+	}
+}
+
+// TestExecutorGitContext serves a local repository over git's smart HTTP
+// protocol (git http-backend behind net/http/cgi) and builds from a commit
+// that is not the branch head.
+func TestExecutorGitContext(t *testing.T) {
+	e := setup(t)
+	gitBin, err := exec.LookPath("git")
+	testutil.Require(t, err == nil, "git is not installed")
+	backend := filepath.Join(execPath(t, gitBin), "git-http-backend")
+	_, err = os.Stat(backend)
+	testutil.Require(t, err == nil, "no git-http-backend at %s", backend)
+
+	root := t.TempDir()
+	repo := filepath.Join(root, "app.git")
+	work := writeContext(t, map[string]string{"Dockerfile": executorDockerfile, "app.txt": "first commit\n"})
+	git := func(dir string, args ...string) string {
+		t.Helper()
+		c := exec.Command("git", args...)
+		c.Dir = dir
+		c.Env = append(os.Environ(), "GIT_AUTHOR_NAME=t", "GIT_AUTHOR_EMAIL=t@t", "GIT_COMMITTER_NAME=t", "GIT_COMMITTER_EMAIL=t@t")
+		out, err := c.CombinedOutput()
+		if err != nil {
+			t.Fatalf("git %v: %v\n%s", args, err, out)
+		}
+		return strings.TrimSpace(string(out))
+	}
+	git(work, "init", "-q", "-b", "main")
+	git(work, "add", ".")
+	git(work, "commit", "-q", "-m", "first")
+	first := git(work, "rev-parse", "HEAD")
+	os.WriteFile(filepath.Join(work, "app.txt"), []byte("second commit\n"), 0o644)
+	git(work, "commit", "-q", "-am", "second")
+	git(root, "clone", "-q", "--bare", work, repo)
+
+	srv := httptest.NewServer(&cgi.Handler{
+		Path: backend,
+		Env:  []string{"GIT_PROJECT_ROOT=" + root, "GIT_HTTP_EXPORT_ALL=1"},
+	})
+	defer srv.Close()
+	host := strings.TrimPrefix(srv.URL, "http://")
+	t.Setenv("GIT_PULL_METHOD", "http")
+
+	for _, tc := range []struct {
+		ctx, want string
+	}{
+		{"git://" + host + "/app.git#refs/heads/main", "second commit\n"},
+		{"git://" + host + "/app.git#refs/heads/main#" + first, "first commit\n"},
+	} {
+		dest := e.registry + "/e2e/executor-git:" + map[bool]string{true: "head", false: "first"}[tc.want == "second commit\n"]
+		r := e.executor(t, "", "--context", tc.ctx, "--destination", dest)
+		if r.code != 0 {
+			t.Fatal(r.stderr)
+		}
+		if got := files(t, pull(t, dest))["app.txt"]; got != tc.want {
+			t.Errorf("%s: app.txt = %q, want %q", tc.ctx, got, tc.want)
+		}
+	}
+}
+
+func execPath(t *testing.T, git string) string {
+	t.Helper()
+	out, err := exec.Command(git, "--exec-path").Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return strings.TrimSpace(string(out))
+}
+
+// TestExecutorRunExitCode checks kaniko's convention: a failing RUN's exit
+// code is the executor's.
+func TestExecutorRunExitCode(t *testing.T) {
+	e := setup(t)
+	dir := writeContext(t, map[string]string{"Dockerfile": "ARG BASE\nFROM ${BASE}\nRUN exit 42\n"})
+	r := e.executor(t, "", "--context", dir, "--no-push")
+	if r.code != 42 {
+		t.Errorf("exit code %d, want 42 (the RUN's)\n%s", r.code, r.stderr)
+	}
+}
+
+// TestExecutorOutputs checks --no-push with --tar-path and --oci-layout-path.
+func TestExecutorOutputs(t *testing.T) {
+	e := setup(t)
+	dir := writeContext(t, map[string]string{"Dockerfile": executorDockerfile, "app.txt": "outputs\n"})
+	out := t.TempDir()
+	r := e.executor(t, "", "--context", dir, "--no-push", "--destination", "example.com/app:v1",
+		"--tar-path", filepath.Join(out, "image.tar"), "--oci-layout-path", filepath.Join(out, "layout"))
+	if r.code != 0 {
+		t.Fatal(r.stderr)
+	}
+	var names []string
+	entries, _ := os.ReadDir(out)
+	for _, en := range entries {
+		names = append(names, en.Name())
+	}
+	sort.Strings(names)
+	if strings.Join(names, ",") != "image.tar,layout" {
+		t.Errorf("outputs = %v", names)
+	}
+}

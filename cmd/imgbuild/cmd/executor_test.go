@@ -1,0 +1,112 @@
+package cmd
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+)
+
+// TestExecutorFlagTranslation maps real kaniko command lines (from kaniko's
+// README and common CI templates) onto imgbuild build's options.
+func TestExecutorFlagTranslation(t *testing.T) {
+	ctxDir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(ctxDir, "Dockerfile"), []byte("FROM scratch\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.MkdirAll(filepath.Join(ctxDir, "docker"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(ctxDir, "docker", "Dockerfile.prod"), []byte("FROM scratch\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	type want struct {
+		Tags      []string
+		Push      bool
+		File      string
+		BuildArgs []string
+		Target    string
+		Labels    []string
+		Platform  string
+		Outputs   []string
+		CacheFrom []string
+		CacheTo   []string
+	}
+	for _, tc := range []struct {
+		name string
+		args []string
+		env  map[string]string
+		want want
+	}{{
+		name: "kaniko README",
+		args: []string{"--dockerfile=Dockerfile", "--context=dir://" + ctxDir, "--destination=gcr.io/my-project/app:v1"},
+		want: want{Tags: []string{"gcr.io/my-project/app:v1"}, Push: true, File: filepath.Join(ctxDir, "Dockerfile")},
+	}, {
+		name: "GitLab CI template",
+		args: []string{"--context", ctxDir, "--dockerfile", ctxDir + "/docker/Dockerfile.prod",
+			"--destination", "registry.gitlab.com/g/p:abc123", "--destination", "registry.gitlab.com/g/p:latest",
+			"--build-arg", "VERSION=1.2", "--label", "org.opencontainers.image.revision=abc123", "--cache=true"},
+		want: want{Tags: []string{"registry.gitlab.com/g/p:abc123", "registry.gitlab.com/g/p:latest"}, Push: true,
+			File: ctxDir + "/docker/Dockerfile.prod", BuildArgs: []string{"VERSION=1.2"}, Labels: []string{"org.opencontainers.image.revision=abc123"},
+			CacheFrom: []string{"type=registry,ref=registry.gitlab.com/g/p/cache:buildcache"},
+			CacheTo:   []string{"type=registry,ref=registry.gitlab.com/g/p/cache:buildcache,mode=max"}},
+	}, {
+		name: "explicit cache repo",
+		args: []string{"--context", ctxDir, "-d", "123456789.dkr.ecr.eu-west-1.amazonaws.com/app:1", "--cache", "--cache-repo", "123456789.dkr.ecr.eu-west-1.amazonaws.com/app-cache", "--cache-ttl", "24h"},
+		want: want{Tags: []string{"123456789.dkr.ecr.eu-west-1.amazonaws.com/app:1"}, Push: true, File: filepath.Join(ctxDir, "Dockerfile"),
+			CacheFrom: []string{"type=registry,ref=123456789.dkr.ecr.eu-west-1.amazonaws.com/app-cache:buildcache"},
+			CacheTo:   []string{"type=registry,ref=123456789.dkr.ecr.eu-west-1.amazonaws.com/app-cache:buildcache,mode=max"}},
+	}, {
+		name: "no push with tarball and layout, Dockerfile relative to context",
+		args: []string{"-c", ctxDir, "-f", "docker/Dockerfile.prod", "--no-push", "--tar-path", "/out/image.tar",
+			"--oci-layout-path", "/out/layout", "--target", "prod", "--custom-platform", "linux/arm64", "--snapshot-mode=redo", "--use-new-run"},
+		want: want{File: filepath.Join(ctxDir, "docker/Dockerfile.prod"), Target: "prod", Platform: "linux/arm64",
+			Outputs: []string{"type=docker,dest=/out/image.tar", "type=oci,dest=/out/layout"}},
+	}, {
+		name: "KANIKO_NO_PUSH and a bare build arg",
+		args: []string{"-c", ctxDir, "-d", "example.com/app:1", "--build-arg", "FROM_ENV"},
+		env:  map[string]string{"KANIKO_NO_PUSH": "true"},
+		want: want{Tags: []string{"example.com/app:1"}, File: filepath.Join(ctxDir, "Dockerfile"), BuildArgs: []string{"FROM_ENV"}},
+	}} {
+		t.Run(tc.name, func(t *testing.T) {
+			ko, bo := &kanikoOptions{}, &buildOptions{}
+			cmd := executorCmd(&rootOptions{}, ko, bo)
+			if err := cmd.Flags().Parse(tc.args); err != nil {
+				t.Fatal(err)
+			}
+			dir, cleanup, err := ko.resolveContext(t.Context(), nil, func(string) string { return "" })
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer cleanup()
+			lookup := func(k string) (string, bool) { v, ok := tc.env[k]; return v, ok }
+			if err := ko.toBuild(bo, dir, lookup); err != nil {
+				t.Fatal(err)
+			}
+			got := want{Tags: bo.tags, Push: bo.push, File: bo.file, BuildArgs: bo.buildArgs, Target: bo.target,
+				Labels: bo.labels, Platform: bo.platform, Outputs: bo.outputs, CacheFrom: bo.cache.from, CacheTo: bo.cache.to}
+			if d := cmp.Diff(tc.want, got); d != "" {
+				t.Errorf("options (-want +got):\n%s", d)
+			}
+		})
+	}
+}
+
+func TestExecutorErrors(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"executor", "--context", "/nonexistent-ctx", "--no-push"}, "/nonexistent-ctx"},
+		{[]string{"executor", "--context", "s3://bucket/ctx.tar.gz", "--no-push"}, "s3:// contexts are not supported"},
+		{[]string{"executor", "--context", t.TempDir()}, "--destination is required"},
+		{[]string{"executor", "--context", t.TempDir(), "--no-push", "--dockerfile", "missing.Dockerfile"}, `dockerfile "missing.Dockerfile" not found`},
+	} {
+		r := imgbuild(t, "", tc.args...)
+		if r.code == 0 || !strings.Contains(r.stderr, tc.want) {
+			t.Errorf("%v: exit %d, stderr %q; want failure mentioning %q", tc.args, r.code, r.stderr, tc.want)
+		}
+	}
+}
