@@ -1,16 +1,25 @@
 # Release image: imgbuild and a runc with the 2024/2025 escape fixes, nothing
 # else. Build context is the repo root after `make build runc` (which put
 # bin/imgbuild, bin/runc and bin/ca-certificates.crt there); .dockerignore
-# sends only those. FROM scratch, so it builds offline:
+# sends only those and hack/image. FROM scratch, so it builds offline:
 #
 #   make build runc
 #   bin/imgbuild build -t REGISTRY/imgbuild:dev --push .
+#
+# It is also a drop-in for kaniko's image: /kaniko/executor runs
+# `imgbuild executor`, the default context is /workspace and credentials are
+# read from /kaniko/.docker, as in kaniko's deploy/Dockerfile.
 FROM scratch
 
 COPY bin/ca-certificates.crt /etc/ssl/certs/ca-certificates.crt
 COPY bin/runc /usr/local/bin/runc
 COPY bin/imgbuild /usr/local/bin/imgbuild
+# /kaniko/executor (a symlink to imgbuild), /kaniko/.docker, /workspace.
+COPY hack/image/ /
 
-ENV PATH=/usr/local/bin \
-    SSL_CERT_FILE=/etc/ssl/certs/ca-certificates.crt
+ENV PATH=/usr/local/bin:/kaniko \
+    SSL_CERT_FILE=/etc/ssl/certs/ca-certificates.crt \
+    DOCKER_CONFIG=/kaniko/.docker/ \
+    IMGBUILD_ROOT=/var/lib/imgbuild
+WORKDIR /workspace
 ENTRYPOINT ["/usr/local/bin/imgbuild"]

@@ -5,14 +5,21 @@ import (
 	"context"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"syscall"
 
 	"github.com/imgbuild/imgbuild/cmd/imgbuild/cmd"
 )
 
 func main() {
+	args := os.Args[1:]
+	// Installed as /kaniko/executor (a symlink), imgbuild is kaniko's
+	// executor, so that kaniko Job specs keep their command.
+	if filepath.Base(os.Args[0]) == "executor" {
+		args = append([]string{"executor"}, args...)
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	code := cmd.Execute(ctx, os.Args[1:])
+	code := cmd.Execute(ctx, args)
 	stop()
 	os.Exit(code)
 }

@@ -170,3 +170,21 @@ func TestExecutorOutputs(t *testing.T) {
 		t.Errorf("outputs = %v", names)
 	}
 }
+
+// TestExecutorArgv0 checks that imgbuild started as "executor" (the image's
+// /kaniko/executor link) behaves as `imgbuild executor`.
+func TestExecutorArgv0(t *testing.T) {
+	link := filepath.Join(t.TempDir(), "executor")
+	if err := os.Symlink(binary, link); err != nil {
+		t.Fatal(err)
+	}
+	out, err := exec.Command(link, "--help").CombinedOutput()
+	if err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	for _, w := range []string{"--destination", "--context", "kaniko"} {
+		if !strings.Contains(string(out), w) {
+			t.Errorf("executor --help lacks %q:\n%s", w, out)
+		}
+	}
+}

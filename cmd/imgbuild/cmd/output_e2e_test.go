@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -118,10 +119,20 @@ func TestBuildOwnImage(t *testing.T) {
 		t.Fatal(err)
 	}
 	fs := files(t, img)
-	for _, f := range []string{"usr/local/bin/imgbuild", "usr/local/bin/runc", "etc/ssl/certs/ca-certificates.crt"} {
+	for _, f := range []string{"usr/local/bin/imgbuild", "usr/local/bin/runc", "etc/ssl/certs/ca-certificates.crt", "kaniko/.docker/config.json", "workspace"} {
 		if _, ok := fs[f]; !ok {
 			t.Errorf("image lacks %s", f)
 		}
+	}
+	if fs["kaniko/executor"] != "-> /usr/local/bin/imgbuild" {
+		t.Errorf("/kaniko/executor = %q, want a link to imgbuild", fs["kaniko/executor"])
+	}
+	cf, err := img.ConfigFile()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cf.Config.WorkingDir != "/workspace" || !slices.Contains(cf.Config.Env, "DOCKER_CONFIG=/kaniko/.docker/") {
+		t.Errorf("WorkingDir=%q Env=%q, want kaniko's /workspace and DOCKER_CONFIG", cf.Config.WorkingDir, cf.Config.Env)
 	}
 	for f := range fs {
 		if strings.HasPrefix(f, "pkg/") || strings.HasPrefix(f, ".git") {
