@@ -45,6 +45,19 @@ http:
   secret: imgbuild-test-secret
 `
 
+// registryAuthConfig adds htpasswd auth to registryConfig.
+const registryAuthConfig = `auth:
+  htpasswd:
+    realm: imgbuild-test
+    path: %s
+`
+
+// registryTLSConfig adds TLS to registryConfig's http section.
+const registryTLSConfig = `  tls:
+    certificate: %s
+    key: %s
+`
+
 // registryBinary returns the registry binary, or "" if it is not installed.
 func registryBinary() string {
 	if _, err := os.Stat(RegistryBinary); err == nil {
@@ -64,7 +77,7 @@ func StartRegistry(t testing.TB) string {
 	t.Helper()
 	bin := registryBinary()
 	Require(t, bin != "", "%s not found; install Debian's docker-registry package (make deps)", RegistryBinary)
-	r, err := startRegistry(bin, t.TempDir())
+	r, err := startRegistry(bin, t.TempDir(), nil, nil)
 	if err != nil {
 		t.Fatalf("starting registry: %v", err)
 	}
@@ -84,7 +97,7 @@ func StartSharedRegistry() (addr string, stop func(), err error) {
 	if err != nil {
 		return "", nil, fmt.Errorf("starting registry: %w", err)
 	}
-	r, err := startRegistry(bin, dir)
+	r, err := startRegistry(bin, dir, nil, nil)
 	if err != nil {
 		os.RemoveAll(dir)
 		return "", nil, fmt.Errorf("starting registry: %w", err)
@@ -103,10 +116,10 @@ type registryProc struct {
 // startRegistry picks a free port and starts the registry on it. Another
 // process can grab the port between our probe and the registry's bind, so a
 // bind failure is retried on a new port.
-func startRegistry(bin, dir string) (*registryProc, error) {
+func startRegistry(bin, dir string, extra func(addr string) (string, error), client *http.Client) (*registryProc, error) {
 	var errs []error
 	for range 3 {
-		r, retry, err := startRegistryOnce(bin, dir)
+		r, retry, err := startRegistryOnce(bin, dir, extra, client)
 		if err == nil {
 			return r, nil
 		}
@@ -118,14 +131,24 @@ func startRegistry(bin, dir string) (*registryProc, error) {
 	return nil, errors.Join(errs...)
 }
 
-func startRegistryOnce(bin, dir string) (_ *registryProc, retry bool, _ error) {
+func startRegistryOnce(bin, dir string, extra func(addr string) (string, error), client *http.Client) (_ *registryProc, retry bool, _ error) {
 	addr, err := freeAddr()
 	if err != nil {
 		return nil, false, err
 	}
 	storage := filepath.Join(dir, "storage")
 	cfg := filepath.Join(dir, "config.yml")
-	if err := os.WriteFile(cfg, fmt.Appendf(nil, registryConfig, storage, addr), 0o600); err != nil {
+	conf := fmt.Appendf(nil, registryConfig, storage, addr)
+	url := "http://" + addr + "/v2/"
+	if extra != nil {
+		more, err := extra(addr)
+		if err != nil {
+			return nil, false, err
+		}
+		conf = append(conf, more...)
+		url = ""
+	}
+	if err := os.WriteFile(cfg, conf, 0o600); err != nil {
 		return nil, false, fmt.Errorf("writing registry config: %w", err)
 	}
 
@@ -148,7 +171,10 @@ func startRegistryOnce(bin, dir string) (_ *registryProc, retry bool, _ error) {
 		<-exited
 	}
 
-	if err := waitReady(addr, exited); err != nil {
+	if url == "" {
+		url = readyURL(addr, client)
+	}
+	if err := waitReady(url, client, exited); err != nil {
 		stop()
 		out := logs.String()
 		return nil, strings.Contains(out, "address already in use"),
@@ -157,12 +183,14 @@ func startRegistryOnce(bin, dir string) (_ *registryProc, retry bool, _ error) {
 	return &registryProc{addr: addr, stop: stop}, false, nil
 }
 
-// waitReady polls GET /v2/ until it answers 200.
-func waitReady(addr string, exited <-chan struct{}) error {
+// waitReady polls GET url (the registry's /v2/) until it answers 200, or 401
+// for a registry that wants credentials.
+func waitReady(url string, client *http.Client, exited <-chan struct{}) error {
 	ctx, cancel := context.WithTimeout(context.Background(), registryStartTimeout)
 	defer cancel()
-	client := &http.Client{Timeout: time.Second}
-	url := "http://" + addr + "/v2/"
+	if client == nil {
+		client = &http.Client{Timeout: time.Second}
+	}
 	var last error
 	for {
 		req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
@@ -172,7 +200,7 @@ func waitReady(addr string, exited <-chan struct{}) error {
 		resp, err := client.Do(req)
 		if err == nil {
 			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
+			if resp.StatusCode == http.StatusOK || resp.StatusCode == http.StatusUnauthorized {
 				return nil
 			}
 			err = fmt.Errorf("GET %s: %s", url, resp.Status)

@@ -2,12 +2,11 @@ package registry
 
 import (
 	"context"
-	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
+	"time"
 
 	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/name"
@@ -39,6 +38,16 @@ type Options struct {
 	// Progress, if non-nil, receives one human-readable line per finished
 	// blob and per pushed reference. The default is no progress output.
 	Progress io.Writer
+	// Hosts holds per-registry TLS settings (custom CAs, client
+	// certificates, skipped verification), keyed by host or host:port; a
+	// key without a port matches any port. The default is none.
+	Hosts map[string]HostConfig
+	// RetryBackoff paces the retries of a failed request or blob upload.
+	// The default is ggcr's: 1 s, then 3 s, three attempts in all.
+	RetryBackoff *remote.Backoff
+	// MaxRetryAfter caps the wait a registry's Retry-After can ask for.
+	// The default is [DefaultMaxRetryAfter].
+	MaxRetryAfter time.Duration
 }
 
 // Pusher pushes images and indexes to registries. It holds one
@@ -46,6 +55,7 @@ type Options struct {
 // and references. It is safe for concurrent use.
 type Pusher struct {
 	pusher   *remote.Pusher
+	remote   []remote.Option // for reading tags back
 	insecure []string
 	jobs     int
 	progress *progressTracker // nil without Options.Progress
@@ -65,18 +75,29 @@ func NewPusher(opts Options) (*Pusher, error) {
 	if rt == nil {
 		rt = remote.DefaultTransport
 	}
-	rt = insecureTransport(rt, opts.Insecure)
+	rt, err := hostTransports(rt, opts.Insecure, opts.Hosts)
+	if err != nil {
+		return nil, fmt.Errorf("creating pusher: %w", err)
+	}
 	p := &Pusher{insecure: opts.Insecure, jobs: jobs}
 	if opts.Progress != nil {
 		p.progress = newProgressTracker(opts.Progress, rt)
 		rt = p.progress
 	}
-	rp, err := remote.NewPusher(
+	rt = newGuard(rt, opts.MaxRetryAfter)
+	backoff := remote.Backoff{Duration: time.Second, Factor: 3, Jitter: 0.1, Steps: 3}
+	if opts.RetryBackoff != nil {
+		backoff = *opts.RetryBackoff
+	}
+	p.remote = []remote.Option{
 		remote.WithAuthFromKeychain(kc),
 		remote.WithTransport(rt),
-		remote.WithJobs(jobs),
 		remote.WithUserAgent("imgbuild"),
-	)
+		remote.WithRetryBackoff(backoff),
+		remote.WithRetryStatusCodes(retryStatusCodes...),
+		remote.WithRetryPredicate(retryable),
+	}
+	rp, err := remote.NewPusher(append([]remote.Option{remote.WithJobs(jobs)}, p.remote...)...)
 	if err != nil {
 		return nil, fmt.Errorf("creating pusher: %w", err)
 	}
@@ -188,7 +209,7 @@ func (p *Pusher) pushRepo(ctx context.Context, g *repoRefs, m manifest, digest v
 				return fmt.Errorf("reading blob digest: %w", err)
 			}
 			if err := p.pusher.Upload(ectx, repo, l); err != nil {
-				return stepError(repo.Registry, fmt.Sprintf("pushing blob %s to %s", d, repo), err)
+				return stepError(repo, fmt.Sprintf("pushing blob %s to %s", d, repo), err)
 			}
 			return nil
 		})
@@ -205,7 +226,7 @@ func (p *Pusher) pushRepo(ctx context.Context, g *repoRefs, m manifest, digest v
 			return fmt.Errorf("computing manifest digest: %w", err)
 		}
 		if err := p.pusher.Push(ctx, repo.Digest(d.String()), c); err != nil {
-			return stepError(repo.Registry, fmt.Sprintf("pushing manifest %s to %s", d, repo), err)
+			return stepError(repo, fmt.Sprintf("pushing manifest %s to %s", d, repo), err)
 		}
 	}
 
@@ -214,25 +235,35 @@ func (p *Pusher) pushRepo(ctx context.Context, g *repoRefs, m manifest, digest v
 			continue // a digest reference was pushed above
 		}
 		if err := p.pusher.Push(ctx, ref, m); err != nil {
-			return stepError(repo.Registry, fmt.Sprintf("tagging %s", ref), err)
+			return stepError(repo, fmt.Sprintf("tagging %s", ref), err)
 		}
 	}
-	if p.progress != nil {
-		for _, ref := range g.refs {
-			p.progress.printf("pushed %s@%s\n", ref, digest)
+	// Read every tag back: what the registry serves is what users get, and
+	// a concurrent push or a misbehaving proxy shows up here.
+	for _, ref := range g.refs {
+		desc, err := remote.Head(ref, append([]remote.Option{remote.WithContext(ctx)}, p.remote...)...)
+		if err != nil {
+			return stepError(repo, fmt.Sprintf("reading back %s", ref), err)
+		}
+		if desc.Digest != digest {
+			return fmt.Errorf("reading back %s from %s: the registry serves %s, but imgbuild pushed %s", ref, repo.RegistryStr(), desc.Digest, digest)
+		}
+		if p.progress != nil {
+			p.progress.printf("pushed %s@%s\n", ref, desc.Digest)
 		}
 	}
 	return nil
 }
 
-// stepError names the registry when it refused our credentials, since that
-// is what the user has to fix, and the step otherwise.
-func stepError(reg name.Registry, step string, err error) error {
+// stepError says which registry and step failed. A refusal (401/403) names
+// the scope that was asked for, since that is what the user has to fix.
+func stepError(repo name.Repository, step string, err error) error {
 	var terr *transport.Error
 	if errors.As(err, &terr) && (terr.StatusCode == http.StatusUnauthorized || terr.StatusCode == http.StatusForbidden) {
-		return fmt.Errorf("authenticating to %s: %s: %w", reg.RegistryStr(), step, err)
+		return fmt.Errorf("authenticating to %s: %s: access to repository %s (scope %q) refused: %w",
+			repo.RegistryStr(), step, repo.RepositoryStr(), repo.Scope(transport.PushScope), err)
 	}
-	return fmt.Errorf("%s: %w", step, err)
+	return fmt.Errorf("%s on %s: %w", step, repo.RegistryStr(), err)
 }
 
 // dependencies returns the distinct blobs (layers and configs) under m and,
@@ -313,38 +344,3 @@ func dependencies(m manifest) ([]v1.Layer, []manifest, error) {
 	}
 	return blobs, children, nil
 }
-
-// insecureTransport skips TLS verification for the insecure hosts (plain
-// HTTP is already chosen by the reference's scheme). Only an *http.Transport
-// can be cloned; any other RoundTripper is used as given.
-func insecureTransport(rt http.RoundTripper, insecure []string) http.RoundTripper {
-	base, ok := rt.(*http.Transport)
-	if len(insecure) == 0 || !ok {
-		return rt
-	}
-	it := base.Clone()
-	if it.TLSClientConfig == nil {
-		it.TLSClientConfig = &tls.Config{}
-	}
-	it.TLSClientConfig.InsecureSkipVerify = true //nolint:gosec // the user listed this registry as insecure
-	return &hostSwitch{secure: rt, insecure: it, hosts: insecure}
-}
-
-type hostSwitch struct {
-	secure, insecure http.RoundTripper
-	hosts            []string
-}
-
-// RoundTrip implements http.RoundTripper.
-func (h *hostSwitch) RoundTrip(req *http.Request) (*http.Response, error) {
-	host := req.URL.Host
-	if _, port, err := net.SplitHostPort(host); err == nil && (port == "443" || port == "80") {
-		host, _, _ = net.SplitHostPort(host)
-	}
-	if isInsecure(host, h.hosts) {
-		return h.insecure.RoundTrip(req)
-	}
-	return h.secure.RoundTrip(req)
-}
-
-var _ http.RoundTripper = (*hostSwitch)(nil)

@@ -1,0 +1,222 @@
+package testutil
+
+import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"fmt"
+	"math/big"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"golang.org/x/crypto/bcrypt"
+)
+
+// SecureRegistryOptions configure [StartSecureRegistry].
+type SecureRegistryOptions struct {
+	// Users are htpasswd users (name → password). The default is none: no
+	// authentication.
+	Users map[string]string
+	// TLS serves HTTPS with a certificate from a CA made for the test.
+	// The default is plain HTTP.
+	TLS bool
+}
+
+// SecureRegistry is a real distribution registry with authentication or TLS.
+type SecureRegistry struct {
+	// Addr is "HOST:PORT". With TLS, HOST is this machine's host name (it
+	// must resolve to loopback): go-containerregistry, like docker, talks
+	// plain HTTP to 127.0.0.1 and localhost whatever the server speaks.
+	Addr string
+	// CAFile is the PEM file of the CA that signed the server certificate
+	// ("" without TLS); CAPool holds the same CA.
+	CAFile string
+	CAPool *x509.CertPool
+	// Dir is a scratch directory that the test may use; it holds the CA.
+	Dir string
+}
+
+// Client returns an HTTP client that trusts the registry's CA.
+func (r *SecureRegistry) Client() *http.Client {
+	return &http.Client{Timeout: 5 * time.Second, Transport: r.Transport()}
+}
+
+// Transport returns an HTTP transport that trusts the registry's CA.
+func (r *SecureRegistry) Transport() *http.Transport {
+	t := http.DefaultTransport.(*http.Transport).Clone()
+	if r.CAPool != nil {
+		t.TLSClientConfig = &tls.Config{RootCAs: r.CAPool, MinVersion: tls.VersionTLS12}
+	}
+	return t
+}
+
+// StartSecureRegistry starts a real distribution registry, as
+// [StartRegistry] does, with htpasswd users and/or TLS.
+func StartSecureRegistry(t testing.TB, opts SecureRegistryOptions) *SecureRegistry {
+	t.Helper()
+	bin := registryBinary()
+	Require(t, bin != "", "%s not found; install Debian's docker-registry package (make deps)", RegistryBinary)
+	dir := t.TempDir()
+	reg := &SecureRegistry{Dir: dir}
+	host := "127.0.0.1"
+	if opts.TLS {
+		h, err := os.Hostname()
+		Require(t, err == nil && resolvesToLoopback(h), "host name %q must resolve to a loopback address (/etc/hosts) for the TLS registry test", h)
+		host = h
+		caFile, pool, err := makeCerts(dir, host)
+		if err != nil {
+			t.Fatalf("making certificates: %v", err)
+		}
+		reg.CAFile, reg.CAPool = caFile, pool
+	}
+	var client *http.Client
+	if opts.TLS {
+		client = reg.Client()
+	}
+	extra := func(addr string) (string, error) {
+		var conf strings.Builder
+		if len(opts.Users) > 0 {
+			var htpasswd strings.Builder
+			for u, p := range opts.Users {
+				// MinCost: the registry checks the hash on every request.
+				h, err := bcrypt.GenerateFromPassword([]byte(p), bcrypt.MinCost)
+				if err != nil {
+					return "", err
+				}
+				fmt.Fprintf(&htpasswd, "%s:%s\n", u, h)
+			}
+			file := filepath.Join(dir, "htpasswd")
+			if err := os.WriteFile(file, []byte(htpasswd.String()), 0o600); err != nil {
+				return "", err
+			}
+			fmt.Fprintf(&conf, registryAuthConfig, file)
+		}
+		if opts.TLS {
+			// The TLS block belongs to http:, which registryConfig ends with;
+			// the auth block is top-level, so it goes after.
+			return fmt.Sprintf(registryTLSConfig, filepath.Join(dir, "server.pem"), filepath.Join(dir, "server-key.pem")) + conf.String(), nil
+		}
+		return conf.String(), nil
+	}
+	rdir := filepath.Join(dir, "registry")
+	if err := os.MkdirAll(rdir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	r, err := startRegistry(bin, rdir, extra, client)
+	if err != nil {
+		t.Fatalf("starting registry: %v", err)
+	}
+	t.Cleanup(r.stop)
+	reg.Addr = r.addr
+	if opts.TLS {
+		_, port, _ := net.SplitHostPort(r.addr)
+		reg.Addr = net.JoinHostPort(host, port)
+	}
+	return reg
+}
+
+// readyURL is the URL polled until a registry started with extra settings
+// is up: HTTPS when a client with the test CA is given.
+func readyURL(addr string, client *http.Client) string {
+	if client != nil {
+		_, port, _ := net.SplitHostPort(addr)
+		h, _ := os.Hostname()
+		return "https://" + net.JoinHostPort(h, port) + "/v2/"
+	}
+	return "http://" + addr + "/v2/"
+}
+
+func resolvesToLoopback(host string) bool {
+	addrs, err := net.LookupHost(host)
+	if err != nil || len(addrs) == 0 {
+		return false
+	}
+	for _, a := range addrs {
+		if ip := net.ParseIP(a); ip == nil || !ip.IsLoopback() {
+			return false
+		}
+	}
+	return true
+}
+
+// makeCerts writes a CA and a server certificate for host and 127.0.0.1,
+// signed by it, into dir as ca.pem, server.pem and server-key.pem, and a
+// client certificate signed by the same CA as client.pem and client-key.pem.
+func makeCerts(dir, host string) (caFile string, pool *x509.CertPool, err error) {
+	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return "", nil, err
+	}
+	now := time.Now()
+	caTmpl := &x509.Certificate{
+		SerialNumber:          big.NewInt(1),
+		Subject:               pkix.Name{CommonName: "imgbuild test CA"},
+		NotBefore:             now.Add(-time.Hour),
+		NotAfter:              now.Add(24 * time.Hour),
+		IsCA:                  true,
+		KeyUsage:              x509.KeyUsageCertSign,
+		BasicConstraintsValid: true,
+	}
+	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
+	if err != nil {
+		return "", nil, err
+	}
+	ca, err := x509.ParseCertificate(caDER)
+	if err != nil {
+		return "", nil, err
+	}
+	caFile = filepath.Join(dir, "ca.pem")
+	if err := writePEM(caFile, "CERTIFICATE", caDER); err != nil {
+		return "", nil, err
+	}
+	issue := func(name string, serial int64, usage x509.ExtKeyUsage) error {
+		key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+		if err != nil {
+			return err
+		}
+		tmpl := &x509.Certificate{
+			SerialNumber: big.NewInt(serial),
+			Subject:      pkix.Name{CommonName: host},
+			DNSNames:     []string{host},
+			IPAddresses:  []net.IP{net.IPv4(127, 0, 0, 1)},
+			NotBefore:    now.Add(-time.Hour),
+			NotAfter:     now.Add(24 * time.Hour),
+			KeyUsage:     x509.KeyUsageDigitalSignature,
+			ExtKeyUsage:  []x509.ExtKeyUsage{usage},
+		}
+		der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, &key.PublicKey, caKey)
+		if err != nil {
+			return err
+		}
+		kder, err := x509.MarshalECPrivateKey(key)
+		if err != nil {
+			return err
+		}
+		if err := writePEM(filepath.Join(dir, name+".pem"), "CERTIFICATE", der); err != nil {
+			return err
+		}
+		return writePEM(filepath.Join(dir, name+"-key.pem"), "EC PRIVATE KEY", kder)
+	}
+	if err := issue("server", 2, x509.ExtKeyUsageServerAuth); err != nil {
+		return "", nil, err
+	}
+	if err := issue("client", 3, x509.ExtKeyUsageClientAuth); err != nil {
+		return "", nil, err
+	}
+	pool = x509.NewCertPool()
+	pool.AddCert(ca)
+	return caFile, pool, nil
+}
+
+func writePEM(path, typ string, der []byte) error {
+	return os.WriteFile(path, pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der}), 0o600)
+}
