@@ -78,6 +78,9 @@ type InUseError struct {
 	Holder Holder
 }
 
+var _ error = (*InUseError)(nil)
+
+// Error implements error.
 func (e *InUseError) Error() string {
 	return fmt.Sprintf("state dir %s is in use by %s; use another --root or wait", e.Dir, e.Holder)
 }
@@ -210,10 +213,18 @@ func readHolder(f *os.File) Holder {
 }
 
 func writeHolder(f *os.File) error {
-	args := append([]string(nil), os.Args...)
-	if len(args) > 0 {
-		// Show "imgbuild build ." rather than "/usr/local/bin/imgbuild build .".
-		args[0] = filepath.Base(args[0])
+	// Only the program and its subcommand: flags may carry build args or
+	// other values that must not reach another job's log.
+	var args []string
+	for i, a := range os.Args {
+		if i == 0 {
+			args = append(args, filepath.Base(a))
+			continue
+		}
+		if !strings.HasPrefix(a, "-") {
+			args = append(args, a)
+		}
+		break
 	}
 	cmd := strings.Join(args, " ")
 	if len(cmd) > maxCommandLen {
