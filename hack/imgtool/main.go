@@ -17,14 +17,19 @@ import (
 
 	"github.com/google/go-containerregistry/pkg/authn"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/empty"
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/google/go-containerregistry/pkg/v1/tarball"
+	"github.com/google/go-containerregistry/pkg/v1/types"
 
 	"github.com/imgbuild/imgbuild/internal/testutil"
 )
 
 const usage = `usage:
   imgtool push-busybox REF          push the test busybox image to REF
+  imgtool push-rootfs TAR REF       push a one-layer image made from a rootfs tarball
+                                    (e.g. debootstrap output) to REF
   imgtool show REF [flags]          show an image's config, history and layers
     --cat PATH                      print PATH from the flattened filesystem instead
     --files=false                   do not list each layer's files
@@ -62,6 +67,11 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 		}
 		fmt.Fprintf(out, "%s@%s\n", args[1], d)
 		return nil
+	case "push-rootfs":
+		if len(args) != 3 {
+			return errors.New("push-rootfs takes a TAR and a REF\n" + usage)
+		}
+		return pushRootfs(ctx, args[1], args[2], out)
 	case "show":
 		return show(ctx, args[1:], out)
 	case "-h", "--help", "help":
@@ -188,6 +198,48 @@ func show(ctx context.Context, args []string, out io.Writer) error {
 		}
 	}
 	return w.err
+}
+
+// pushRootfs pushes a linux image for this machine's architecture whose only
+// layer is the tarball at tarPath (gzip-compressed on the way), with Debian's
+// default PATH.
+func pushRootfs(ctx context.Context, tarPath, ref string, out io.Writer) error {
+	layer, err := tarball.LayerFromFile(tarPath, tarball.WithMediaType(types.OCILayer))
+	if err != nil {
+		return fmt.Errorf("reading %s: %w", tarPath, err)
+	}
+	img := mutate.MediaType(empty.Image, types.OCIManifestSchema1)
+	img = mutate.ConfigMediaType(img, types.OCIConfigJSON)
+	img, err = mutate.Append(img, mutate.Addendum{
+		Layer:     layer,
+		MediaType: types.OCILayer,
+		History:   v1.History{CreatedBy: "imgtool push-rootfs " + path.Base(tarPath)},
+	})
+	if err != nil {
+		return fmt.Errorf("appending %s: %w", tarPath, err)
+	}
+	cfg, err := img.ConfigFile()
+	if err != nil {
+		return fmt.Errorf("reading config: %w", err)
+	}
+	cfg = cfg.DeepCopy()
+	cfg.OS = "linux"
+	cfg.Architecture = runtime.GOARCH
+	cfg.Config.Env = []string{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"}
+	cfg.Config.Cmd = []string{"bash"}
+	img, err = mutate.ConfigFile(img, cfg)
+	if err != nil {
+		return fmt.Errorf("setting config: %w", err)
+	}
+	if err := testutil.Push(ctx, ref, img); err != nil {
+		return err
+	}
+	d, err := img.Digest()
+	if err != nil {
+		return fmt.Errorf("computing digest: %w", err)
+	}
+	fmt.Fprintf(out, "%s@%s\n", ref, d)
+	return nil
 }
 
 // listLayer prints one line per tar entry, at most maxFiles when positive,
