@@ -40,6 +40,12 @@ test: deps build runc ## Vet and run all tests with -race (set CI=true to fail o
 	$(GO) vet ./...
 	PATH="$(BIN):$$PATH" $(GO) test -race -count=1 -timeout $(TEST_TIMEOUT) ./...
 
+# Not part of test: it takes tens of minutes and its figures depend on the
+# machine. BENCH_RUNS=1 BENCH_WORKLOADS=small make bench is the quick mode.
+.PHONY: bench
+bench: build runc ## Benchmark imgbuild against buildkitd+buildctl and buildah (hack/bench)
+	hack/bench/bench.sh
+
 .PHONY: lint
 lint: ## Check gofmt and go vet
 	@out="$$(gofmt -l $$(find . -name '*.go' -not -path './bin/*'))"; \
