@@ -94,8 +94,16 @@ func processDefaults() {
 	apicaps.ExportedProduct = "imgbuild"
 }
 
-// Close stops the embedded controller and releases the state dir.
+// Close collects garbage as the GC policy says (see [WithGC]), stops the
+// embedded controller and releases the state dir.
 func (b *Builder) Close() error {
+	ctx, cancel := context.WithTimeout(context.Background(), gcTimeout)
+	if err := b.collectGarbage(ctx); err != nil {
+		// The build is done and its result out; a failed GC costs disk,
+		// not correctness.
+		b.opts.log.WithError(err).Warn("garbage collection failed")
+	}
+	cancel()
 	err := b.bk.close()
 	if rerr := b.lock.Release(); err == nil {
 		err = rerr
@@ -291,6 +299,9 @@ func (b *Builder) Build(ctx context.Context, req Request) (*Result, error) {
 	}
 	img, err := openImage(b.images, dgst)
 	if err != nil {
+		return nil, err
+	}
+	if err := cache.RecordResult(b.opts.root, dgst, b.opts.gc.KeepResults); err != nil {
 		return nil, err
 	}
 	res := &Result{Image: img, Digest: dgst}

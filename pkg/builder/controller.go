@@ -47,6 +47,7 @@ type embedded struct {
 	listener    *bufconn.Listener
 	client      *bkclient.Client
 	snapshotter string
+	gcPolicy    []gcRule
 	// snapshotters are closed last, after everything that uses them.
 	snapshotters []snapshots.Snapshotter
 }
@@ -82,7 +83,8 @@ func startEmbedded(ctx context.Context, o *options) (*embedded, error) {
 		return nil, fmt.Errorf("creating runc worker: %w", err)
 	}
 	wopt.RegistryHosts = hosts
-	wopt.GCPolicy = o.gcPolicy
+	policy := gcPolicy(o.root, o.gc)
+	wopt.GCPolicy = policy
 	w, err := base.NewWorker(ctx, wopt)
 	if err != nil {
 		return nil, fmt.Errorf("creating worker: %w", err)
@@ -159,7 +161,7 @@ func startEmbedded(ctx context.Context, o *options) (*embedded, error) {
 		ctrl.Close()
 		return nil, fmt.Errorf("connecting to embedded BuildKit: %w", err)
 	}
-	return &embedded{ctrl: ctrl, server: server, listener: lis, client: c, snapshotter: snName, snapshotters: created}, nil
+	return &embedded{ctrl: ctrl, server: server, listener: lis, client: c, snapshotter: snName, gcPolicy: policy, snapshotters: created}, nil
 }
 
 // maxMsgSize matches containerd's defaults, which buildkitd uses too.

@@ -1,6 +1,181 @@
+//go:build linux
+
 package builder
 
-import bkclient "github.com/moby/buildkit/client"
+import (
+	"context"
+	"fmt"
+	"time"
 
-// gcRule is BuildKit's prune rule; a later change exposes a GC policy.
+	bkclient "github.com/moby/buildkit/client"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/imgbuild/imgbuild/pkg/cache"
+)
+
+// gcRule is BuildKit's prune rule.
 type gcRule = bkclient.PruneInfo
+
+// WithGC sets the automatic garbage collection run when the builder closes.
+// The default is [cache.GCConfig]'s zero value: the build cache is kept under
+// [cache.DefaultMaxUsed] and the image store under the last
+// [cache.DefaultKeepResults] results.
+func WithGC(c cache.GCConfig) Option {
+	return func(o *options) error {
+		if c.MaxUsed < 0 || c.KeepResults < 0 {
+			return fmt.Errorf("GC bounds must not be negative")
+		}
+		o.gc = c
+		return nil
+	}
+}
+
+// gcPolicy is the worker's GC policy for a state dir at root, shaped like
+// buildkitd's default: cheap-to-recreate records go first, then anything
+// unused for long, then the least recently used until the bound holds.
+func gcPolicy(root string, c cache.GCConfig) []gcRule {
+	if c.Disabled {
+		return nil
+	}
+	maxUsed := c.MaxUsed
+	if maxUsed == 0 {
+		maxUsed = cache.DefaultMaxUsed(root)
+	}
+	return []gcRule{
+		// Local context copies and cache mounts unused for two days once
+		// they take more than a tenth of the bound.
+		{Filter: []string{"type==source.local", "type==exec.cachemount", "type==source.git.checkout"},
+			KeepDuration: 48 * time.Hour, MaxUsedSpace: maxUsed / 10},
+		// Anything unused for 60 days.
+		{KeepDuration: 60 * 24 * time.Hour, MaxUsedSpace: maxUsed},
+		// The least recently used build results, down to the bound.
+		{MaxUsedSpace: maxUsed},
+		// Then internal data (base layers, shared records) too.
+		{All: true, MaxUsedSpace: maxUsed},
+	}
+}
+
+// collectGarbage applies the GC policy to the build cache and the image
+// store. buildkitd does this on a timer a second after each build, which a
+// short-lived process never reaches, so the builder does it when it closes.
+func (b *Builder) collectGarbage(ctx context.Context) error {
+	for _, rule := range b.bk.gcPolicy {
+		opts := []bkclient.PruneOption{
+			bkclient.WithFilter(rule.Filter),
+			bkclient.WithKeepOpt(rule.KeepDuration, rule.ReservedSpace, rule.MaxUsedSpace, rule.MinFreeSpace),
+		}
+		if rule.All {
+			opts = append(opts, bkclient.PruneAll)
+		}
+		if err := b.bk.client.Prune(ctx, nil, opts...); err != nil {
+			return fmt.Errorf("collecting build cache garbage: %w", err)
+		}
+	}
+	if b.opts.gc.Disabled {
+		return nil
+	}
+	if _, err := cache.PruneImages(b.opts.root, cache.ImagePruneOptions{}); err != nil {
+		return err
+	}
+	return nil
+}
+
+// Prune removes build cache records and image store results as opts selects
+// and returns what it removed from the build cache and the bytes it freed in
+// the image store.
+func (b *Builder) Prune(ctx context.Context, opts cache.PruneOptions) ([]cache.UsageRecord, int64, error) {
+	filters := opts.Filters
+	if opts.KeepDuration > 0 {
+		// BuildKit's own keep-duration removes records that were created
+		// recently but never reused; "until" here means neither created nor
+		// used within the duration, so select those records by ID.
+		var err error
+		if filters, err = b.staleFilters(ctx, opts); err != nil {
+			return nil, 0, err
+		}
+	}
+	var removed []cache.UsageRecord
+	if filters == nil || len(filters) > 0 {
+		popts := []bkclient.PruneOption{
+			bkclient.WithFilter(filters),
+			bkclient.WithKeepOpt(0, 0, opts.KeepStorage, 0),
+		}
+		if opts.All {
+			popts = append(popts, bkclient.PruneAll)
+		}
+		ch := make(chan bkclient.UsageInfo)
+		var eg errgroup.Group
+		eg.Go(func() error {
+			for u := range ch {
+				removed = append(removed, usageRecord(&u))
+			}
+			return nil
+		})
+		err := b.bk.client.Prune(ctx, ch, popts...)
+		close(ch)
+		_ = eg.Wait()
+		if err != nil {
+			return removed, 0, fmt.Errorf("pruning build cache: %w", err)
+		}
+	}
+	freed, err := cache.PruneImages(b.opts.root, cache.ImagePruneOptions{All: opts.All, OlderThan: opts.KeepDuration})
+	return removed, freed, err
+}
+
+// staleFilters returns BuildKit filters matching the records neither created
+// nor used within opts.KeepDuration, each ANDed with the caller's filters
+// (one filter string is a conjunction; several are a disjunction). An empty,
+// non-nil result means nothing is stale.
+func (b *Builder) staleFilters(ctx context.Context, opts cache.PruneOptions) ([]string, error) {
+	recs, err := b.DiskUsage(ctx)
+	if err != nil {
+		return nil, err
+	}
+	cut := time.Now().Add(-opts.KeepDuration)
+	out := []string{}
+	for _, r := range recs {
+		if r.InUse || !r.LastUsedAt.Before(cut) {
+			continue
+		}
+		if len(opts.Filters) == 0 {
+			out = append(out, "id=="+r.ID)
+		}
+		for _, f := range opts.Filters {
+			out = append(out, "id=="+r.ID+","+f)
+		}
+	}
+	return out, nil
+}
+
+// DiskUsage lists the build cache's records.
+func (b *Builder) DiskUsage(ctx context.Context) ([]cache.UsageRecord, error) {
+	du, err := b.bk.client.DiskUsage(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("reading disk usage: %w", err)
+	}
+	out := make([]cache.UsageRecord, 0, len(du))
+	for _, u := range du {
+		out = append(out, usageRecord(u))
+	}
+	return out, nil
+}
+
+func usageRecord(u *bkclient.UsageInfo) cache.UsageRecord {
+	r := cache.UsageRecord{
+		ID: u.ID, Type: string(u.RecordType), Description: u.Description, Size: u.Size,
+		InUse: u.InUse, Shared: u.Shared, Mutable: u.Mutable, UsageCount: u.UsageCount, CreatedAt: u.CreatedAt,
+	}
+	// A record not reused since it was made was last used when made.
+	r.LastUsedAt = u.CreatedAt
+	if u.LastUsedAt != nil && u.LastUsedAt.After(u.CreatedAt) {
+		r.LastUsedAt = *u.LastUsedAt
+	}
+	return r
+}
+
+// gcTimeout bounds the collection at close: a slow disk must not keep a
+// finished build's process alive for long.
+const gcTimeout = time.Minute
+
+// Root is the builder's state dir.
+func (b *Builder) Root() string { return b.opts.root }

@@ -3,6 +3,8 @@ package builder
 import (
 	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/sirupsen/logrus"
+
+	"github.com/imgbuild/imgbuild/pkg/cache"
 )
 
 // Option configures a [Builder]; it returns an error so that a bad value fails
@@ -20,7 +22,7 @@ type options struct {
 	allowExternalFrontends bool
 	waitForLock            bool
 	log                    logrus.FieldLogger
-	gcPolicy               []gcRule
+	gc                     cache.GCConfig
 }
 
 // WithRunc sets the runc binary. The default is the runc next to the running

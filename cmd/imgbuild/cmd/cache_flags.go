@@ -8,22 +8,29 @@ import (
 	"github.com/tonistiigi/go-csvvalue"
 
 	"github.com/imgbuild/imgbuild/pkg/builder"
+	"github.com/imgbuild/imgbuild/pkg/cache"
 )
 
 // cacheFlags are the build cache flags: registry/local/inline cache import
 // and export, as in `docker buildx build`.
 type cacheFlags struct {
-	from []string
-	to   []string
+	from          []string
+	to            []string
+	gcKeepStorage string
 }
 
 func (c *cacheFlags) addFlags(f *pflag.FlagSet) {
 	f.StringArrayVar(&c.from, "cache-from", nil, `cache source "type=registry,ref=REF" or "type=local,src=DIR"; a bare REF means type=registry (repeatable)`)
+	f.StringVar(&c.gcKeepStorage, "gc-keep-storage", "", `after the build, trim the state dir's build cache to this size, e.g. "10GB"; "off" disables (default: 10% of the disk, 2 GB to 20 GB)`)
 	f.StringArrayVar(&c.to, "cache-to", nil, `cache destination "type=registry,ref=REF[,mode=min|max]", "type=local,dest=DIR[,mode=min|max]" or "type=inline" (repeatable)`)
 }
 
-// apply sets the cache imports and exports of a build request.
+// apply sets the cache imports and exports of a build request and checks
+// the GC flags.
 func (c *cacheFlags) apply(req *builder.Request) error {
+	if _, err := c.gcConfig(); err != nil {
+		return err
+	}
 	for _, s := range c.from {
 		e, err := parseCacheEntry(s, false)
 		if err != nil {
@@ -41,8 +48,30 @@ func (c *cacheFlags) apply(req *builder.Request) error {
 	return nil
 }
 
-// builderOptions are the state dir's cache settings.
-func (c *cacheFlags) builderOptions() []builder.Option { return nil }
+// gcConfig maps --gc-keep-storage onto the GC policy.
+func (c *cacheFlags) gcConfig() (cache.GCConfig, error) {
+	switch c.gcKeepStorage {
+	case "":
+		return cache.GCConfig{}, nil
+	case "off":
+		return cache.GCConfig{Disabled: true}, nil
+	}
+	n, err := cache.ParseSize(c.gcKeepStorage)
+	if err != nil {
+		return cache.GCConfig{}, fmt.Errorf("--gc-keep-storage: %w", err)
+	}
+	if n == 0 {
+		return cache.GCConfig{}, fmt.Errorf("--gc-keep-storage 0: use \"off\" to disable GC")
+	}
+	return cache.GCConfig{MaxUsed: n}, nil
+}
+
+// builderOptions are the state dir's cache settings. The flags were checked
+// by apply, which runs first.
+func (c *cacheFlags) builderOptions() []builder.Option {
+	gc, _ := c.gcConfig()
+	return []builder.Option{builder.WithGC(gc)}
+}
 
 // parseCacheEntry parses one buildx-style --cache-from/--cache-to value and
 // checks it before any work starts, so that a typo fails fast instead of
