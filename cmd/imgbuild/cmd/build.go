@@ -37,6 +37,7 @@ type buildOptions struct {
 	platform              string
 	reg                   registryFlags
 	cache                 cacheFlags
+	digests               digestFiles
 	runc                  string
 	allowInsecureRunc     bool
 	allowExternalFrontend bool
@@ -84,6 +85,7 @@ standard error.`,
 	f.StringVar(&bo.platform, "platform", "", "target platform, e.g. linux/amd64 (default: the host's)")
 	bo.reg.addFlags(f)
 	bo.cache.addFlags(f)
+	bo.digests.addFlags(f)
 	f.StringVar(&bo.runc, "runc", "", "runc binary (default: runc next to imgbuild, else on $PATH)")
 	f.BoolVar(&bo.allowInsecureRunc, "allow-insecure-runc", false, "run RUN steps with a runc that lacks the 2024/2025 container-escape fixes")
 	f.BoolVar(&bo.allowExternalFrontend, "allow-external-frontend", false, "allow '# syntax=' to pull and run a frontend image other than docker/dockerfile")
@@ -314,6 +316,9 @@ func runBuild(cmd *cobra.Command, ro *rootOptions, bo *buildOptions, contextDir 
 		}
 	}
 	if err := writeResultFiles(bo, p, res); err != nil {
+		return err
+	}
+	if err := bo.digests.write(ctx, dedupeRefs(append(append([]name.Reference{}, p.refs...), p.push...)), res.Digest.String()); err != nil {
 		return err
 	}
 	if !toStdout {

@@ -162,3 +162,144 @@ func TestRegistryDockerConfigTLSE2E(t *testing.T) {
 		t.Errorf("error does not name the registry and the certificate problem")
 	}
 }
+
+// credHelperSource is a docker credential helper that answers `get` for one
+// server with fixed credentials, and counts its calls in a file.
+const credHelperSource = `package main
+
+import (
+	"encoding/json"
+	"io"
+	"os"
+	"strings"
+)
+
+func main() {
+	if len(os.Args) < 2 || os.Args[1] != "get" {
+		os.Exit(1)
+	}
+	in, _ := io.ReadAll(os.Stdin)
+	server := strings.TrimSpace(string(in))
+	f, _ := os.OpenFile(os.Getenv("HELPER_LOG"), os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o600)
+	f.WriteString(server + "\n")
+	f.Close()
+	if server != os.Getenv("HELPER_SERVER") {
+		os.Stdout.WriteString("credentials not found in native keychain\n")
+		os.Exit(1)
+	}
+	json.NewEncoder(os.Stdout).Encode(map[string]string{"ServerURL": server, "Username": os.Getenv("HELPER_USER"), "Secret": os.Getenv("HELPER_SECRET")})
+}
+`
+
+// buildCredHelper builds docker-credential-imgbuildtest into a new
+// directory and returns the directory.
+func buildCredHelper(t *testing.T) string {
+	t.Helper()
+	dir := t.TempDir()
+	src := filepath.Join(dir, "main.go")
+	if err := os.WriteFile(src, []byte(credHelperSource), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command("go", "build", "-o", filepath.Join(dir, "docker-credential-imgbuildtest"), src)
+	cmd.Dir = dir
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GO111MODULE=off")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("building the credential helper: %v\n%s", err, out)
+	}
+	return dir
+}
+
+// TestRegistryLoginCredHelperE2E logs in with `imgbuild login`, pushes with
+// the stored credentials and kaniko's digest files, logs out, then pulls
+// and pushes with credentials from a credential helper binary.
+func TestRegistryLoginCredHelperE2E(t *testing.T) {
+	e := setup(t)
+	s := startSecure(t)
+	cert := "--registry-certificate=" + s.reg.Addr + "=" + s.reg.CAFile
+	cfgDir := t.TempDir()
+	env := []string{"DOCKER_CONFIG=" + cfgDir}
+
+	// A wrong password is refused and nothing is stored.
+	r := imgbuildEnv(t, env, "wrong\n", "login", "-u", s.user, "--password-stdin", cert, s.reg.Addr)
+	if r.code == 0 {
+		t.Fatal("login with a wrong password succeeded")
+	}
+	if !strings.Contains(r.stderr, s.reg.Addr) {
+		t.Errorf("login error does not name the registry")
+	}
+	if _, err := os.Stat(filepath.Join(cfgDir, "config.json")); err == nil {
+		t.Error("a failed login wrote config.json")
+	}
+
+	r = imgbuildEnv(t, env, s.pass+"\n", "login", "-u", s.user, "--password-stdin", cert, s.reg.Addr)
+	if r.code != 0 {
+		t.Fatalf("login failed (exit %d)", r.code)
+	}
+	cfg, err := os.ReadFile(filepath.Join(cfgDir, "config.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	auth := base64.StdEncoding.EncodeToString([]byte(s.user + ":" + s.pass))
+	if !strings.Contains(string(cfg), fmt.Sprintf("%q", s.reg.Addr)) || !strings.Contains(string(cfg), auth) {
+		t.Errorf("config.json does not hold the credentials for %s:\n%s", s.reg.Addr, cfg)
+	}
+
+	out := t.TempDir()
+	ctxDir := writeContext(t, map[string]string{"Dockerfile": "ARG BASE\nFROM $BASE\nRUN echo hi > /hi\n"})
+	tagA, tagB := s.reg.Addr+"/team/app:a", s.reg.Addr+"/team/app:b"
+	r = s.build(t, e, env, cert, "-t", tagA, "-t", tagB, "--push",
+		"--digest-file", filepath.Join(out, "digest"),
+		"--image-name-with-digest-file", filepath.Join(out, "name"),
+		"--image-name-tag-with-digest-file", filepath.Join(out, "nametag"),
+		ctxDir)
+	if r.code != 0 {
+		t.Fatalf("build with login credentials failed (exit %d)", r.code)
+	}
+	digest := strings.TrimSpace(r.stdout)
+	s.pull(t, tagB)
+	repo := s.reg.Addr + "/team/app"
+	for file, want := range map[string]string{
+		"digest":  digest,
+		"name":    repo + "@" + digest + "\n" + repo + "@" + digest + "\n",
+		"nametag": tagA + "@" + digest + "\n" + tagB + "@" + digest + "\n",
+	} {
+		got, err := os.ReadFile(filepath.Join(out, file))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if string(got) != want {
+			t.Errorf("%s = %q, want %q", file, got, want)
+		}
+	}
+
+	r = imgbuildEnv(t, env, "", "logout", s.reg.Addr)
+	if r.code != 0 {
+		t.Fatalf("logout failed (exit %d)", r.code)
+	}
+	if cfg, _ := os.ReadFile(filepath.Join(cfgDir, "config.json")); strings.Contains(string(cfg), auth) {
+		t.Errorf("config.json still holds the credentials after logout:\n%s", cfg)
+	}
+	// Logged out, the private base image cannot be pulled.
+	r = s.build(t, e, env, cert, "-t", tagA, ctxDir)
+	if r.code == 0 {
+		t.Fatal("build after logout succeeded")
+	}
+
+	// A credential helper named in credHelpers supplies the credentials.
+	helperDir := buildCredHelper(t)
+	helperLog := filepath.Join(t.TempDir(), "helper.log")
+	cfgDir = dockerConfig(t, fmt.Sprintf(`{"credHelpers":{%q:"imgbuildtest"}}`, s.reg.Addr))
+	env = []string{
+		"DOCKER_CONFIG=" + cfgDir,
+		"PATH=" + helperDir + string(os.PathListSeparator) + os.Getenv("PATH"),
+		"HELPER_LOG=" + helperLog, "HELPER_SERVER=" + s.reg.Addr, "HELPER_USER=" + s.user, "HELPER_SECRET=" + s.pass,
+	}
+	r = s.build(t, e, env, cert, "-t", s.reg.Addr+"/helper/app:v1", "--push", ctxDir)
+	if r.code != 0 {
+		t.Fatalf("build with a credential helper failed (exit %d)", r.code)
+	}
+	s.pull(t, s.reg.Addr+"/helper/app:v1")
+	if calls, _ := os.ReadFile(helperLog); !strings.Contains(string(calls), s.reg.Addr) {
+		t.Errorf("the credential helper was not asked for %s", s.reg.Addr)
+	}
+}

@@ -5,6 +5,7 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/spf13/pflag"
 
 	"github.com/imgbuild/imgbuild/pkg/builder"
@@ -22,6 +23,17 @@ type registryFlags struct {
 	mirrors       []string // for Docker Hub
 	maps          []string // ORIG=NEW[;ORIG=NEW]
 	noFallback    bool
+
+	keychain authn.Keychain // made once, shared by pulls and pushes
+}
+
+// keychainOnce returns the keychain shared by the build's pulls and its
+// pushes.
+func (r *registryFlags) keychainOnce() authn.Keychain {
+	if r.keychain == nil {
+		r.keychain = registry.NewKeychain()
+	}
+	return r.keychain
 }
 
 func (r *registryFlags) addFlags(f *pflag.FlagSet) {
@@ -116,13 +128,16 @@ func (r *registryFlags) registryOptions() (registry.Options, error) {
 	if err != nil {
 		return registry.Options{}, err
 	}
-	return registry.Options{Insecure: r.insecure, Hosts: push}, nil
+	return registry.Options{Insecure: r.insecure, Hosts: push, Keychain: r.keychainOnce()}, nil
 }
 
 // builderOptions are the options for pulls inside the build. Flag errors
 // are reported by registryOptions, which runs first.
 func (r *registryFlags) builderOptions() []builder.Option {
-	opts := []builder.Option{builder.WithInsecureRegistries(r.insecure...)}
+	opts := []builder.Option{
+		builder.WithInsecureRegistries(r.insecure...),
+		builder.WithKeychain(r.keychainOnce()),
+	}
 	if _, pull, err := r.hosts(); err == nil {
 		opts = append(opts, builder.WithRegistryHosts(pull))
 	}

@@ -40,7 +40,7 @@ func NewRootCmd() *cobra.Command {
 	}
 	root.PersistentFlags().StringVar(&ro.logLevel, "log-level", "info", "log level: trace, debug, info, warn, error")
 	root.PersistentFlags().StringVar(&ro.logFormat, "log-format", "text", "log format: text or json")
-	root.AddCommand(newBuildCmd(ro), newExecutorCmd(ro), newRegistryCmd(), newVersionCmd(), newPruneCmd(ro), newDuCmd(ro))
+	root.AddCommand(newBuildCmd(ro), newExecutorCmd(ro), newRegistryCmd(), newVersionCmd(), newPruneCmd(ro), newDuCmd(ro), newLoginCmd(), newLogoutCmd())
 	return root
 }
 
