@@ -8,12 +8,13 @@
 #   ca-certificates                TLS roots, also copied into the release image
 #   git                            go module fetches of VCS-only dependencies
 #   curl                           hack/demo.sh waits on the registry with it
+#   uidmap                         newuidmap/newgidmap for rootless builds
 set -o errexit -o nounset -o pipefail
 
 PROJECT_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "${PROJECT_ROOT}"
 
-packages=(libseccomp-dev pkg-config gcc busybox-static docker-registry ca-certificates git curl)
+packages=(libseccomp-dev pkg-config gcc busybox-static docker-registry ca-certificates git curl uidmap)
 
 missing=()
 for p in "${packages[@]}"; do

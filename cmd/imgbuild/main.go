@@ -9,9 +9,12 @@ import (
 	"syscall"
 
 	"github.com/imgbuild/imgbuild/cmd/imgbuild/cmd"
+	"github.com/imgbuild/imgbuild/pkg/builder"
 )
 
 func main() {
+	// In the child of a rootless re-exec, wait for the ID maps first.
+	builder.UserNamespaceChildInit()
 	args := os.Args[1:]
 	// Installed as /kaniko/executor (a symlink), imgbuild is kaniko's
 	// executor, so that kaniko Job specs keep their command.

@@ -76,6 +76,12 @@ func New(ctx context.Context, root string, opts ...Option) (*Builder, error) {
 		return nil, err
 	}
 	processDefaults()
+	if InUserNamespace() {
+		if err := rootlessRuntimeDir(root); err != nil {
+			lock.Release()
+			return nil, err
+		}
+	}
 	bk, err := startEmbedded(ctx, &o)
 	if err != nil {
 		lock.Release()

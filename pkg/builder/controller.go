@@ -77,7 +77,7 @@ func startEmbedded(ctx context.Context, o *options) (*embedded, error) {
 		}
 		return sn, err
 	}
-	wopt, err := runc.NewWorkerOpt(o.root, snFactory, false, oci.ProcessSandbox, nil, nil,
+	wopt, err := runc.NewWorkerOpt(o.root, snFactory, InUserNamespace(), oci.ProcessSandbox, nil, nil,
 		netproviders.Opt{Mode: "host"}, nil, o.runc, "", false, nil, "", "", nil)
 	if err != nil {
 		return nil, fmt.Errorf("creating runc worker: %w", err)

@@ -65,6 +65,9 @@ standard error.`,
   imgbuild build -f - --secret id=npmrc,env=NPM_TOKEN . < Dockerfile`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if builder.NeedsUserNamespace() {
+				return ro.rerunRootless(cmd, bo.root)
+			}
 			return runBuild(cmd, ro, bo, args[0])
 		},
 	}

@@ -93,6 +93,9 @@ accepted with a warning.`,
 			return nil
 		},
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if builder.NeedsUserNamespace() {
+				return ro.rerunRootless(cmd, bo.root)
+			}
 			ko.warnIgnored(cmd, ro.log)
 			contextDir, cleanup, err := ko.resolveContext(cmd.Context(), cmd.InOrStdin(), os.Getenv)
 			if err != nil {

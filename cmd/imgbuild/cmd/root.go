@@ -14,20 +14,25 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/imgbuild/imgbuild/pkg/builder"
+	"github.com/imgbuild/imgbuild/pkg/cache"
 )
 
 // rootOptions are the flags every command shares.
 type rootOptions struct {
 	logLevel  string
 	logFormat string
+	// args are the command line, re-run as is in a user namespace.
+	args []string
 	// log is imgbuild's own logger. BuildKit logs through logrus's standard
 	// logger, which stays at warn unless --log-level asks for debug.
 	log *logrus.Logger
 }
 
 // NewRootCmd returns a fresh command tree.
-func NewRootCmd() *cobra.Command {
-	ro := &rootOptions{log: logrus.New()}
+func NewRootCmd() *cobra.Command { return newRootCmd(nil) }
+
+func newRootCmd(args []string) *cobra.Command {
+	ro := &rootOptions{log: logrus.New(), args: args}
 	root := &cobra.Command{
 		Use:               "imgbuild",
 		Short:             "Build OCI images from Dockerfiles, without a daemon",
@@ -51,7 +56,7 @@ func Execute(ctx context.Context, args []string) int {
 }
 
 func execute(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
-	root := NewRootCmd()
+	root := newRootCmd(args)
 	root.SetArgs(args)
 	root.SetIn(stdin)
 	root.SetOut(stdout)
@@ -60,9 +65,13 @@ func execute(ctx context.Context, args []string, stdin io.Reader, stdout, stderr
 	if err == nil {
 		return 0
 	}
-	printError(stderr, err)
 	var ee *exitError
-	if errors.As(err, &ee) {
+	if errors.As(err, &ee) && ee.err == nil {
+		// The error was reported already (by a re-executed child).
+		return ee.code
+	}
+	printError(stderr, err)
+	if ee != nil {
 		return ee.code
 	}
 	return 1
@@ -74,7 +83,12 @@ type exitError struct {
 	err  error
 }
 
-func (e *exitError) Error() string { return e.err.Error() }
+func (e *exitError) Error() string {
+	if e.err == nil {
+		return fmt.Sprintf("exit status %d", e.code)
+	}
+	return e.err.Error()
+}
 func (e *exitError) Unwrap() error { return e.err }
 
 func printError(w io.Writer, err error) {
@@ -138,4 +152,25 @@ func (q *quietFormatter) Format(e *logrus.Entry) ([]byte, error) {
 		}
 	}
 	return q.Formatter.Format(e)
+}
+
+// rerunRootless runs this command line again in a user namespace where
+// imgbuild is root (see builder.RunInUserNamespace) and returns its exit
+// status. The state dir is resolved here, as the unprivileged user, and
+// handed down: inside, the euid is 0.
+func (ro *rootOptions) rerunRootless(cmd *cobra.Command, rootFlag string) error {
+	root, err := cache.StateDir(rootFlag)
+	if err != nil {
+		return err
+	}
+	env := append(os.Environ(), "IMGBUILD_ROOT="+root)
+	ro.log.Debugf("not root: re-running in a user namespace (state dir %s)", root)
+	code, err := builder.RunInUserNamespace(cmd.Context(), ro.args, env, func(note string) { ro.log.Warn(note) })
+	if err != nil {
+		return err
+	}
+	if code != 0 {
+		return &exitError{code: code}
+	}
+	return nil
 }

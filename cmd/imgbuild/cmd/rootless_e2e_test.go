@@ -1,0 +1,173 @@
+package cmd
+
+import (
+	"bytes"
+	"errors"
+	"os"
+	"os/exec"
+	"os/user"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+
+	"github.com/imgbuild/imgbuild/internal/testutil"
+)
+
+// rootlessUser returns a test user with a subordinate ID range, creating it
+// when missing (the tests run as root in CI).
+func rootlessUser(t *testing.T) (uid, gid int) {
+	t.Helper()
+	const name = "imgbuild-rootless"
+	u, err := user.Lookup(name)
+	if err != nil {
+		out, err := exec.Command("useradd", "--create-home", "--shell", "/bin/sh", name).CombinedOutput()
+		testutil.Require(t, err == nil, "useradd %s: %v %s", name, err, out)
+		if u, err = user.Lookup(name); err != nil {
+			t.Fatal(err)
+		}
+	}
+	b, _ := os.ReadFile("/etc/subuid")
+	if !strings.Contains(string(b), name+":") {
+		out, err := exec.Command("usermod", "--add-subuids", "300000-365535", "--add-subgids", "300000-365535", name).CombinedOutput()
+		testutil.Require(t, err == nil, "usermod: %v %s", err, out)
+	}
+	uid, _ = strconv.Atoi(u.Uid)
+	gid, _ = strconv.Atoi(u.Gid)
+	return uid, gid
+}
+
+// runAs runs the imgbuild binary as uid:gid, with no capabilities, as a
+// rootless pod's process would be.
+func (e e2e) runAs(t *testing.T, uid, gid int, home string, args ...string) result {
+	t.Helper()
+	// The test binary's directory is private to root; give the user a copy.
+	bin := filepath.Join(home, "imgbuild")
+	data, err := os.ReadFile(binary)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(bin, data, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	var out, errb bytes.Buffer
+	cmd := exec.CommandContext(t.Context(), bin, args...)
+	cmd.Dir = home
+	cmd.Env = []string{"HOME=" + home, "PATH=/usr/sbin:/usr/bin:/sbin:/bin", "USER=builder"}
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid), Groups: []uint32{}}}
+	code := 0
+	if err := cmd.Run(); err != nil {
+		var ee *exec.ExitError
+		if !errors.As(err, &ee) {
+			t.Fatal(err)
+		}
+		code = ee.ExitCode()
+	}
+	t.Logf("as %d: imgbuild %s\n--- exit %d, stderr:\n%s", uid, strings.Join(args, " "), code, errb.String())
+	return result{stdout: out.String(), stderr: errb.String(), code: code}
+}
+
+// userHome makes a directory owned by uid for the state dir and context.
+func userHome(t *testing.T, uid, gid int) string {
+	t.Helper()
+	// Not t.TempDir: its parent is private to root.
+	base, err := os.MkdirTemp("", "imgbuild-rootless-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(base) })
+	if err := os.Chmod(base, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	home := filepath.Join(base, "home")
+	if err := os.Mkdir(home, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chown(home, uid, gid); err != nil {
+		t.Fatal(err)
+	}
+	return home
+}
+
+// TestRootlessBuild builds and pushes as an unprivileged user: imgbuild
+// enters its own user namespace (newuidmap with the user's subordinate
+// range), runs RUN steps with rootless runc and pushes to the registry.
+func TestRootlessBuild(t *testing.T) {
+	e := setup(t)
+	uid, gid := rootlessUser(t)
+	home := userHome(t, uid, gid)
+	ctx := filepath.Join(home, "ctx")
+	os.Mkdir(ctx, 0o755)
+	os.WriteFile(filepath.Join(ctx, "Dockerfile"), []byte(`ARG BASE
+FROM ${BASE}
+RUN echo "uid $(id -u) in the build" > /who.txt && mkdir /owned && chown 1000:1000 /owned
+`), 0o644)
+	os.Chown(ctx, uid, gid)
+	os.Chown(filepath.Join(ctx, "Dockerfile"), uid, gid)
+
+	ref := e.registry + "/e2e/rootless:v1"
+	r := e.runAs(t, uid, gid, home, "build", "--runc", e.runc, "--progress", "plain",
+		"--build-arg", "BASE="+e.base, "-t", ref, "--push", ctx)
+	if r.code != 0 {
+		t.Fatalf("rootless build failed:\n%s", r.stderr)
+	}
+	img := pull(t, ref)
+	if got := files(t, img)["who.txt"]; got != "uid 0 in the build\n" {
+		t.Errorf("who.txt = %q", got)
+	}
+	var owned bool
+	for _, l := range layerFiles(t, img) {
+		if _, ok := l["owned"]; ok {
+			owned = true
+		}
+	}
+	if !owned {
+		t.Error("the chowned directory is missing")
+	}
+	// The state dir went to the user's XDG data dir, owned by the user.
+	st := filepath.Join(home, ".local", "share", "imgbuild")
+	fi, err := os.Stat(st)
+	if err != nil {
+		t.Fatalf("state dir: %v", err)
+	}
+	if fi.Sys().(*syscall.Stat_t).Uid != uint32(uid) {
+		t.Errorf("state dir %s owned by %d, want %d", st, fi.Sys().(*syscall.Stat_t).Uid, uid)
+	}
+}
+
+// TestRootlessSingleIDMapping builds as a user without a subordinate ID
+// range (nobody): imgbuild maps only its own uid, with a note saying so.
+// COPY-only builds work; a RUN step fails with the fix in the message.
+func TestRootlessSingleIDMapping(t *testing.T) {
+	e := setup(t)
+	const nobody = 65534
+	home := userHome(t, nobody, nobody)
+	ctx := filepath.Join(home, "ctx")
+	os.Mkdir(ctx, 0o755)
+	// With one ID mapped, only root-owned files can exist in the build: a
+	// base image with files of other owners fails to unpack (BuildKit then
+	// says to add subordinate IDs), so the image starts from scratch.
+	bb, err := os.ReadFile("/bin/busybox")
+	testutil.Require(t, err == nil, "no /bin/busybox (busybox-static)")
+	os.WriteFile(filepath.Join(ctx, "busybox"), bb, 0o755)
+	os.WriteFile(filepath.Join(ctx, "Dockerfile"), []byte("FROM scratch\nCOPY busybox /bin/busybox\n"), 0o644)
+	os.WriteFile(filepath.Join(ctx, "Dockerfile.run"), []byte("FROM scratch\nCOPY busybox /bin/busybox\nRUN [\"/bin/busybox\", \"true\"]\n"), 0o644)
+	r := e.runAs(t, nobody, nobody, home, "build", "--root", filepath.Join(home, "state"), "--runc", e.runc,
+		"--progress", "plain", "--build-arg", "BASE="+e.base, ctx)
+	if r.code != 0 {
+		t.Fatalf("single-ID rootless build failed:\n%s", r.stderr)
+	}
+	if !strings.HasPrefix(strings.TrimSpace(r.stdout), "sha256:") {
+		t.Errorf("stdout = %q, want a digest", r.stdout)
+	}
+	if !strings.Contains(r.stderr, "mapping only your own uid") {
+		t.Errorf("no warning about the single-ID mapping:\n%s", r.stderr)
+	}
+	r = e.runAs(t, nobody, nobody, home, "build", "--root", filepath.Join(home, "state"), "--runc", e.runc,
+		"--progress", "plain", "-f", filepath.Join(ctx, "Dockerfile.run"), ctx)
+	if r.code == 0 || !strings.Contains(r.stderr, "usermod --add-subuids") {
+		t.Errorf("RUN with one mapped ID: exit %d, want a failure naming the fix:\n%s", r.code, r.stderr)
+	}
+}

@@ -1,0 +1,263 @@
+//go:build linux
+
+package builder
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"os/user"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+
+	"github.com/moby/sys/userns"
+	"golang.org/x/sys/unix"
+)
+
+// Rootless builds: a non-root imgbuild re-executes itself in a new user and
+// mount namespace in which it is root, the way rootlesskit and img do, so
+// that BuildKit's rootless runc worker can mount overlayfs and run RUN steps
+// without any privilege on the host.
+//
+// The child is told it is the child by usernsEnv; it waits on the pipe in
+// fd 3 until the parent has written its ID maps (newuidmap/newgidmap need the
+// child's pid, so they can only run after it exists).
+const usernsEnv = "_IMGBUILD_USERNS_CHILD"
+
+// NeedsUserNamespace reports whether this process must enter a user
+// namespace before it can build: it is not root and not already mapped as
+// root in a namespace of its own.
+func NeedsUserNamespace() bool {
+	return os.Geteuid() != 0 && os.Getenv(usernsEnv) == ""
+}
+
+// InUserNamespace reports whether BuildKit runs rootless: in a user
+// namespace (ours, a rootless pod's or `hostUsers: false`).
+func InUserNamespace() bool { return userns.RunningInUserNS() }
+
+// UserNamespaceChildInit must be called first thing in main: in the child
+// re-executed by [RunInUserNamespace], it waits until the ID maps are
+// written. Elsewhere it does nothing.
+func UserNamespaceChildInit() {
+	if os.Getenv(usernsEnv) != "1" {
+		return
+	}
+	sync := os.NewFile(3, "userns-sync")
+	if sync == nil {
+		return
+	}
+	b := make([]byte, 1)
+	n, _ := sync.Read(b)
+	sync.Close()
+	if n != 1 || b[0] != '1' {
+		fmt.Fprintln(os.Stderr, "ERROR: setting up the user namespace failed in the parent")
+		os.Exit(1)
+	}
+	// This process was exec'd before its uid was mapped, so the kernel
+	// dropped its capabilities in the namespace. Exec again, now as uid 0
+	// there, to get them back.
+	self, err := os.Executable()
+	if err == nil {
+		os.Setenv(usernsEnv, "2")
+		err = syscall.Exec(self, os.Args, os.Environ())
+	}
+	fmt.Fprintf(os.Stderr, "ERROR: re-executing in the user namespace: %v\n", err)
+	os.Exit(1)
+}
+
+// idMap is one line of a uid_map or gid_map.
+type idMap struct{ inside, outside, size int }
+
+// RunInUserNamespace re-executes the current binary with args in a new user
+// and mount namespace where the caller is root, and returns its exit code.
+// It runs [Preflight] first, so that a machine that cannot do it gets the
+// fix, not a kernel error; warn receives Preflight's notes on a degraded
+// set-up (such as mapping a single ID).
+func RunInUserNamespace(ctx context.Context, args []string, env []string, warn func(string)) (int, error) {
+	plan, err := Preflight()
+	if err != nil {
+		return 1, err
+	}
+	for _, n := range plan.notes {
+		warn(n)
+	}
+	self, err := os.Executable()
+	if err != nil {
+		return 1, err
+	}
+	r, w, err := os.Pipe()
+	if err != nil {
+		return 1, err
+	}
+	cmd := exec.CommandContext(ctx, self, args...)
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
+	cmd.Env = append(env, usernsEnv+"=1")
+	cmd.ExtraFiles = []*os.File{r}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Cloneflags: syscall.CLONE_NEWUSER | syscall.CLONE_NEWNS}
+	if !plan.helpers {
+		// Without newuidmap, a process may map only its own IDs, and the
+		// kernel writes them before exec.
+		cmd.SysProcAttr.UidMappings = []syscall.SysProcIDMap{{ContainerID: 0, HostID: os.Geteuid(), Size: 1}}
+		cmd.SysProcAttr.GidMappings = []syscall.SysProcIDMap{{ContainerID: 0, HostID: os.Getegid(), Size: 1}}
+	}
+	// Cancelling the build must reach the child's BuildKit as a signal it
+	// handles, not a kill that leaves runc behind.
+	cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGTERM) }
+	if err := cmd.Start(); err != nil {
+		r.Close()
+		w.Close()
+		return 1, fmt.Errorf("creating a user namespace: %w%s", err, plan.fixHint())
+	}
+	r.Close()
+	if plan.helpers {
+		if err := writeIDMaps(cmd.Process.Pid, plan); err != nil {
+			w.Write([]byte("0"))
+			w.Close()
+			cmd.Wait()
+			return 1, err
+		}
+	}
+	w.Write([]byte("1"))
+	w.Close()
+	err = cmd.Wait()
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		return ee.ExitCode(), nil
+	}
+	if err != nil {
+		return 1, err
+	}
+	return 0, nil
+}
+
+func writeIDMaps(pid int, p *userNSPlan) error {
+	for _, m := range []struct {
+		tool string
+		maps []idMap
+	}{{"newuidmap", p.uids}, {"newgidmap", p.gids}} {
+		args := []string{strconv.Itoa(pid)}
+		for _, e := range m.maps {
+			args = append(args, strconv.Itoa(e.inside), strconv.Itoa(e.outside), strconv.Itoa(e.size))
+		}
+		if out, err := exec.Command(m.tool, args...).CombinedOutput(); err != nil {
+			return fmt.Errorf("%s %s: %w: %s", m.tool, strings.Join(args, " "), err, strings.TrimSpace(string(out)))
+		}
+	}
+	return nil
+}
+
+// userNSPlan is how the user namespace will be mapped.
+type userNSPlan struct {
+	helpers    bool // newuidmap/newgidmap and subordinate IDs are available
+	uids, gids []idMap
+	notes      []string
+}
+
+func (p *userNSPlan) fixHint() string {
+	if len(p.notes) == 0 {
+		return ""
+	}
+	return "\n" + strings.Join(p.notes, "\n")
+}
+
+// PreflightError is a machine that cannot build rootless, with the setting
+// that fixes it.
+type PreflightError struct {
+	Problem string
+	Fix     string
+}
+
+func (e *PreflightError) Error() string {
+	return fmt.Sprintf("rootless build not possible: %s\nto fix: %s", e.Problem, e.Fix)
+}
+
+// procFile is where Preflight reads kernel settings; a variable for tests.
+var procFile = func(p string) ([]byte, error) { return os.ReadFile(p) }
+
+// Preflight checks, before any pull, that this machine lets an unprivileged
+// user build: user namespaces enabled and not blocked by the distribution's
+// AppArmor setting, and how IDs can be mapped. Its errors name the sysctl or
+// Kubernetes securityContext that fixes them.
+func Preflight() (*userNSPlan, error) {
+	if b, err := procFile("/proc/sys/user/max_user_namespaces"); err == nil && strings.TrimSpace(string(b)) == "0" {
+		return nil, &PreflightError{
+			Problem: "user namespaces are disabled (user.max_user_namespaces = 0)",
+			Fix:     "sysctl -w user.max_user_namespaces=15000 on the node",
+		}
+	}
+	if b, err := procFile("/proc/sys/kernel/unprivileged_userns_clone"); err == nil && strings.TrimSpace(string(b)) == "0" {
+		return nil, &PreflightError{
+			Problem: "unprivileged user namespaces are disabled (kernel.unprivileged_userns_clone = 0)",
+			Fix:     "sysctl -w kernel.unprivileged_userns_clone=1 on the node",
+		}
+	}
+	if b, err := procFile("/proc/sys/kernel/apparmor_restrict_unprivileged_userns"); err == nil && strings.TrimSpace(string(b)) == "1" {
+		return nil, &PreflightError{
+			Problem: "AppArmor restricts unprivileged user namespaces (kernel.apparmor_restrict_unprivileged_userns = 1)",
+			Fix:     "sysctl -w kernel.apparmor_restrict_unprivileged_userns=0, or an AppArmor profile allowing userns for imgbuild; in Kubernetes: securityContext.appArmorProfile.type: Unconfined",
+		}
+	}
+	plan := &userNSPlan{}
+	uid, gid := os.Geteuid(), os.Getegid()
+	u, _ := user.LookupId(strconv.Itoa(uid))
+	_, errU := exec.LookPath("newuidmap")
+	_, errG := exec.LookPath("newgidmap")
+	subU := subIDs("/etc/subuid", u, uid)
+	subG := subIDs("/etc/subgid", u, gid)
+	switch {
+	case errU != nil || errG != nil:
+		plan.notes = append(plan.notes, "newuidmap/newgidmap not found (Debian: apt-get install uidmap); mapping only your own uid and gid, so files owned by other users in base images cannot be created")
+	case subU == nil || subG == nil:
+		plan.notes = append(plan.notes, fmt.Sprintf("no range for uid %d in /etc/subuid or /etc/subgid (usermod --add-subuids 100000-165535 --add-subgids 100000-165535 USER); mapping only your own uid and gid", uid))
+	default:
+		plan.helpers = true
+		plan.uids = []idMap{{0, uid, 1}, {1, subU.outside, subU.size}}
+		plan.gids = []idMap{{0, gid, 1}, {1, subG.outside, subG.size}}
+	}
+	return plan, nil
+}
+
+// subIDs finds the first subordinate ID range of u (by name or number) in
+// an /etc/subuid-style file.
+func subIDs(path string, u *user.User, id int) *idMap {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil
+	}
+	defer f.Close()
+	s := bufio.NewScanner(f)
+	for s.Scan() {
+		parts := strings.Split(strings.TrimSpace(s.Text()), ":")
+		if len(parts) != 3 {
+			continue
+		}
+		if parts[0] != strconv.Itoa(id) && (u == nil || parts[0] != u.Username) {
+			continue
+		}
+		start, err1 := strconv.Atoi(parts[1])
+		size, err2 := strconv.Atoi(parts[2])
+		if err1 == nil && err2 == nil && size > 0 {
+			return &idMap{1, start, size}
+		}
+	}
+	return nil
+}
+
+// rootlessRuntimeDir points runc's state at a directory this process owns:
+// in a user namespace runc keeps it under $XDG_RUNTIME_DIR, and the default
+// /run/runc belongs to the host's root.
+func rootlessRuntimeDir(root string) error {
+	if d := os.Getenv("XDG_RUNTIME_DIR"); d != "" && unix.Access(d, unix.W_OK) == nil {
+		return nil
+	}
+	d := filepath.Join(root, "run")
+	if err := os.MkdirAll(d, 0o700); err != nil {
+		return fmt.Errorf("creating runtime dir: %w", err)
+	}
+	return os.Setenv("XDG_RUNTIME_DIR", d)
+}
