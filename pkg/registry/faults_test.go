@@ -398,7 +398,6 @@ func TestPushLogsNoCredentials(t *testing.T) {
 	}
 }
 
-
 type syncBuf struct {
 	mu sync.Mutex
 	b  bytes.Buffer
@@ -433,4 +432,3 @@ func captureGGCRLogs(w io.Writer) func() {
 		ggcrLogsMu.Unlock()
 	}
 }
-
