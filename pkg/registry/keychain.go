@@ -74,17 +74,23 @@ func (authFileKeychain) Resolve(target authn.Resource) (authn.Authenticator, err
 // fromConfigFile looks target up the way docker does: by repository, then
 // by registry, with Docker Hub under its legacy key.
 func fromConfigFile(cf *configfile.ConfigFile, target authn.Resource) (authn.Authenticator, error) {
-	keys := []string{target.String(), target.RegistryStr()}
-	if target.RegistryStr() == name.DefaultRegistry {
-		keys = append(keys, authn.DefaultAuthKey, "docker.io")
-	}
-	for _, key := range keys {
+	for _, key := range []string{target.String(), target.RegistryStr()} {
 		if key == name.DefaultRegistry {
 			key = authn.DefaultAuthKey
 		}
 		c, err := cf.GetAuthConfig(key)
 		if err != nil {
 			return nil, fmt.Errorf("reading credentials for %s: %w", target.RegistryStr(), err)
+		}
+		// podman writes Docker Hub as "docker.io", which docker's lookup
+		// maps away to its legacy key.
+		if target.RegistryStr() == name.DefaultRegistry && c.Username == "" && c.Password == "" {
+			for _, k := range []string{"docker.io", name.DefaultRegistry} {
+				if ac, ok := cf.AuthConfigs[k]; ok {
+					c = ac
+					break
+				}
+			}
 		}
 		c.ServerAddress = ""
 		if c != (types.AuthConfig{}) {
