@@ -30,10 +30,30 @@ import (
 const usernsEnv = "_IMGBUILD_USERNS_CHILD"
 
 // NeedsUserNamespace reports whether this process must enter a user
-// namespace before it can build: it is not root and not already mapped as
-// root in a namespace of its own.
+// namespace before it can build: it is not root, or it is root without
+// CAP_SYS_ADMIN (a Kubernetes pod with `hostUsers: false` and no added
+// capabilities), so it cannot mount. A new user namespace gives it every
+// capability over the mounts of its own new mount namespace.
 func NeedsUserNamespace() bool {
-	return os.Geteuid() != 0 && os.Getenv(usernsEnv) == ""
+	if os.Getenv(usernsEnv) != "" {
+		return false
+	}
+	return os.Geteuid() != 0 || !hasCapSysAdmin()
+}
+
+// hasCapSysAdmin reads the effective capability set of this process.
+func hasCapSysAdmin() bool {
+	b, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return false
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "CapEff:"); ok {
+			caps, err := strconv.ParseUint(strings.TrimSpace(v), 16, 64)
+			return err == nil && caps&(1<<unix.CAP_SYS_ADMIN) != 0
+		}
+	}
+	return false
 }
 
 // InUserNamespace reports whether BuildKit runs rootless: in a user
@@ -99,7 +119,13 @@ func RunInUserNamespace(ctx context.Context, args []string, env []string, warn f
 	cmd.Env = append(env, usernsEnv+"=1")
 	cmd.ExtraFiles = []*os.File{r}
 	cmd.SysProcAttr = &syscall.SysProcAttr{Cloneflags: syscall.CLONE_NEWUSER | syscall.CLONE_NEWNS}
-	if !plan.helpers {
+	switch {
+	case plan.identity != nil:
+		// Root (with CAP_SETUID/CAP_SETGID) maps the IDs it has itself.
+		cmd.SysProcAttr.UidMappings = plan.identity
+		cmd.SysProcAttr.GidMappings = plan.identityGID
+		cmd.SysProcAttr.GidMappingsEnableSetgroups = true
+	case !plan.helpers:
 		// Without newuidmap, a process may map only its own IDs, and the
 		// kernel writes them before exec.
 		cmd.SysProcAttr.UidMappings = []syscall.SysProcIDMap{{ContainerID: 0, HostID: os.Geteuid(), Size: 1}}
@@ -114,7 +140,7 @@ func RunInUserNamespace(ctx context.Context, args []string, env []string, warn f
 		return 1, fmt.Errorf("creating a user namespace: %w%s", err, plan.fixHint())
 	}
 	r.Close()
-	if plan.helpers {
+	if plan.helpers && plan.identity == nil {
 		if err := writeIDMaps(cmd.Process.Pid, plan); err != nil {
 			w.Write([]byte("0"))
 			w.Close()
@@ -155,7 +181,9 @@ func writeIDMaps(pid int, p *userNSPlan) error {
 type userNSPlan struct {
 	helpers    bool // newuidmap/newgidmap and subordinate IDs are available
 	uids, gids []idMap
-	notes      []string
+	// identity maps the IDs this (root) process has onto themselves.
+	identity, identityGID []syscall.SysProcIDMap
+	notes                 []string
 }
 
 func (p *userNSPlan) fixHint() string {
@@ -204,6 +232,13 @@ func Preflight() (*userNSPlan, error) {
 	}
 	plan := &userNSPlan{}
 	uid, gid := os.Geteuid(), os.Getegid()
+	if uid == 0 {
+		plan.identity = identityMap("/proc/self/uid_map")
+		plan.identityGID = identityMap("/proc/self/gid_map")
+		if plan.identity != nil && plan.identityGID != nil {
+			return plan, nil
+		}
+	}
 	u, _ := user.LookupId(strconv.Itoa(uid))
 	_, errU := exec.LookPath("newuidmap")
 	_, errG := exec.LookPath("newgidmap")
@@ -260,4 +295,29 @@ func rootlessRuntimeDir(root string) error {
 		return fmt.Errorf("creating runtime dir: %w", err)
 	}
 	return os.Setenv("XDG_RUNTIME_DIR", d)
+}
+
+// identityMap maps every ID of this process's user namespace onto itself.
+func identityMap(path string) []syscall.SysProcIDMap {
+	b, err := procFile(path)
+	if err != nil {
+		return nil
+	}
+	var out []syscall.SysProcIDMap
+	for _, line := range strings.Split(strings.TrimSpace(string(b)), "\n") {
+		f := strings.Fields(line)
+		if len(f) != 3 {
+			continue
+		}
+		inside, err1 := strconv.Atoi(f[0])
+		size, err2 := strconv.Atoi(f[2])
+		if err1 != nil || err2 != nil {
+			continue
+		}
+		if size > 1<<31 {
+			size = 1 << 31
+		}
+		out = append(out, syscall.SysProcIDMap{ContainerID: inside, HostID: inside, Size: size})
+	}
+	return out
 }

@@ -141,7 +141,7 @@ type quietFormatter struct {
 	debug bool
 }
 
-var noise = []string{"no trace recorder found", "failed check for fsverity support"}
+var noise = []string{"no trace recorder found", "failed check for fsverity support", "git source cannot be enabled"}
 
 func (q *quietFormatter) Format(e *logrus.Entry) ([]byte, error) {
 	if !q.debug {
