@@ -56,6 +56,9 @@ type embedded struct {
 // ociWorkerInitializer do, minus everything a single-process builder has no
 // use for (CNI, tracing, the containerd worker, gha/s3/azblob caches).
 func startEmbedded(ctx context.Context, o *options) (*embedded, error) {
+	if err := recoverState(ctx, o); err != nil {
+		return nil, err
+	}
 	sm, err := session.NewManager()
 	if err != nil {
 		return nil, fmt.Errorf("creating session manager: %w", err)

@@ -1,0 +1,147 @@
+package cmd
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestCacheCorruptDatabase garbles each of the state dir's databases in turn:
+// the next build warns, sets the database aside and succeeds.
+func TestCacheCorruptDatabase(t *testing.T) {
+	e := setup(t)
+	dir := writeContext(t, map[string]string{"Dockerfile": "ARG BASE\nFROM ${BASE}\nRUN echo built > /built\n"})
+	for _, db := range []string{"cache.db", "history.db", "runc-*/metadata_v2.db", "runc-*/snapshots/metadata.db", "runc-*/containerdmeta.db"} {
+		t.Run(strings.ReplaceAll(db, "/", "_"), func(t *testing.T) {
+			root := t.TempDir()
+			if r := e.build(t, root, dir); r.code != 0 {
+				t.Fatal(r.stderr)
+			}
+			paths, _ := filepath.Glob(filepath.Join(root, db))
+			if len(paths) != 1 {
+				t.Fatalf("%s matches %v", db, paths)
+			}
+			garble(t, paths[0])
+			r := e.build(t, root, dir)
+			if r.code != 0 {
+				t.Fatalf("build on a state dir with a garbled %s failed:\n%s", db, r.stderr)
+			}
+			if !strings.Contains(r.stderr, "is corrupt") || !strings.Contains(r.stderr, "set aside") {
+				t.Errorf("no warning about the corrupt database:\n%s", r.stderr)
+			}
+			aside, _ := filepath.Glob(filepath.Join(root, "*.corrupt-*"))
+			if len(aside) == 0 {
+				t.Error("nothing was set aside")
+			}
+			// The state dir is sound again: a third build is quiet.
+			if r := e.build(t, root, dir); r.code != 0 || strings.Contains(r.stderr, "corrupt") {
+				t.Errorf("third build: exit %d\n%s", r.code, r.stderr)
+			}
+		})
+	}
+}
+
+// garble overwrites a file with random bytes of the same size.
+func garble(t *testing.T, path string) {
+	t.Helper()
+	fi, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	junk := make([]byte, fi.Size())
+	for i := range junk {
+		junk[i] = byte(rand.IntN(256))
+	}
+	if err := os.WriteFile(path, junk, 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestCacheKillNine kills imgbuild with SIGKILL at random points of pulls,
+// RUN steps, exports and pushes, then checks that the state dir still works:
+// a clean build succeeds with correct content, and no container, mount or
+// process of the state dir survives.
+func TestCacheKillNine(t *testing.T) {
+	e := setup(t)
+	root := t.TempDir()
+	dir := writeContext(t, map[string]string{"Dockerfile": `ARG BASE
+FROM ${BASE}
+ARG N
+RUN for i in $(seq 1 300); do echo $i > /f$i; done && sleep 0.3 && echo "done $N" > /marker
+RUN --mount=type=cache,target=/c echo $N >> /c/log && sleep 0.2 && cp /c/log /seen
+COPY Dockerfile /Dockerfile
+`})
+	ref := e.registry + "/e2e/killed:latest"
+	const runs = 6
+	for i := range runs {
+		args := []string{"build", "--root", root, "--runc", e.runc, "--progress", "plain",
+			"--build-arg", "BASE=" + e.base, "--build-arg", fmt.Sprintf("N=%d", i), "-t", ref, "--push", dir}
+		cmd := exec.Command(binary, args...)
+		var stderr bytes.Buffer
+		cmd.Stderr = &stderr
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		delay := time.Duration(50+rand.IntN(1200)) * time.Millisecond
+		time.Sleep(delay)
+		_ = cmd.Process.Kill()
+		err := cmd.Wait()
+		t.Logf("run %d killed after %v (%v); last output: %s", i, delay, err, lastLines(stderr.String(), 2))
+	}
+	r := e.build(t, root, "--build-arg", "N=final", "-t", ref, "--push", dir)
+	if r.code != 0 {
+		t.Fatalf("build after kill -9s failed:\n%s", r.stderr)
+	}
+	fs := files(t, pull(t, ref))
+	if fs["marker"] != "done final\n" || fs["f300"] != "300\n" || fs["Dockerfile"] == "" {
+		t.Errorf("image after kill -9s: marker %q, f300 %q", fs["marker"], fs["f300"])
+	}
+	if !strings.HasSuffix(fs["seen"], "final\n") {
+		t.Errorf("cache mount log = %q", fs["seen"])
+	}
+	assertNothingLeft(t, e, root)
+}
+
+func lastLines(s string, n int) string {
+	lines := strings.Split(strings.TrimSpace(s), "\n")
+	return strings.Join(lines[max(0, len(lines)-n):], " | ")
+}
+
+// assertNothingLeft fails if a runc container, a mount or a process of the
+// state dir root is still around.
+func assertNothingLeft(t *testing.T, e e2e, root string) {
+	t.Helper()
+	out, err := exec.Command(e.runc, "list", "--format", "json").Output()
+	if err == nil {
+		var list []struct{ ID, Bundle string }
+		_ = json.Unmarshal(out, &list)
+		for _, c := range list {
+			if strings.HasPrefix(c.Bundle, root) {
+				t.Errorf("runc container left behind: %s (%s)", c.ID, c.Bundle)
+			}
+		}
+	}
+	mounts, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(string(mounts), "\n") {
+		if f := strings.Fields(line); len(f) > 4 && strings.HasPrefix(f[4], root) {
+			t.Errorf("mount left behind: %s", line)
+		}
+	}
+	procs, _ := filepath.Glob("/proc/[0-9]*/cmdline")
+	for _, p := range procs {
+		b, err := os.ReadFile(p)
+		if err == nil && bytes.Contains(b, []byte(root)) {
+			t.Errorf("process left behind: %s: %q", p, bytes.ReplaceAll(b, []byte{0}, []byte{' '}))
+		}
+	}
+}
