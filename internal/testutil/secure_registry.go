@@ -29,6 +29,9 @@ type SecureRegistryOptions struct {
 	// TLS serves HTTPS with a certificate from a CA made for the test.
 	// The default is plain HTTP.
 	TLS bool
+	// ClientAuth, with TLS, requires a client certificate signed by the
+	// test CA (see [SecureRegistry.ClientCert]). The default is none.
+	ClientAuth bool
 }
 
 // SecureRegistry is a real distribution registry with authentication or TLS.
@@ -43,6 +46,9 @@ type SecureRegistry struct {
 	CAPool *x509.CertPool
 	// Dir is a scratch directory that the test may use; it holds the CA.
 	Dir string
+	// ClientCert and ClientKey are PEM files of a client certificate
+	// signed by the test CA ("" without TLS).
+	ClientCert, ClientKey string
 }
 
 // Client returns an HTTP client that trusts the registry's CA.
@@ -55,6 +61,9 @@ func (r *SecureRegistry) Transport() *http.Transport {
 	t := http.DefaultTransport.(*http.Transport).Clone()
 	if r.CAPool != nil {
 		t.TLSClientConfig = &tls.Config{RootCAs: r.CAPool, MinVersion: tls.VersionTLS12}
+		if cert, err := tls.LoadX509KeyPair(r.ClientCert, r.ClientKey); err == nil {
+			t.TLSClientConfig.Certificates = []tls.Certificate{cert}
+		}
 	}
 	return t
 }
@@ -77,6 +86,7 @@ func StartSecureRegistry(t testing.TB, opts SecureRegistryOptions) *SecureRegist
 			t.Fatalf("making certificates: %v", err)
 		}
 		reg.CAFile, reg.CAPool = caFile, pool
+		reg.ClientCert, reg.ClientKey = filepath.Join(dir, "client.pem"), filepath.Join(dir, "client-key.pem")
 	}
 	var client *http.Client
 	if opts.TLS {
@@ -103,7 +113,11 @@ func StartSecureRegistry(t testing.TB, opts SecureRegistryOptions) *SecureRegist
 		if opts.TLS {
 			// The TLS block belongs to http:, which registryConfig ends with;
 			// the auth block is top-level, so it goes after.
-			return fmt.Sprintf(registryTLSConfig, filepath.Join(dir, "server.pem"), filepath.Join(dir, "server-key.pem")) + conf.String(), nil
+			tlsConf := fmt.Sprintf(registryTLSConfig, filepath.Join(dir, "server.pem"), filepath.Join(dir, "server-key.pem"))
+			if opts.ClientAuth {
+				tlsConf += fmt.Sprintf("    clientcas:\n      - %s\n", reg.CAFile)
+			}
+			return tlsConf + conf.String(), nil
 		}
 		return conf.String(), nil
 	}

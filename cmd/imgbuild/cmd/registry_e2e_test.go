@@ -303,3 +303,91 @@ func TestRegistryLoginCredHelperE2E(t *testing.T) {
 		t.Errorf("the credential helper was not asked for %s", s.reg.Addr)
 	}
 }
+
+// TestRegistryClientCertAndSkipVerifyE2E: a registry that requires a client
+// certificate is reached with --registry-client-cert (and refuses a build
+// without one); --skip-tls-verify-registry reaches it without its CA.
+func TestRegistryClientCertAndSkipVerifyE2E(t *testing.T) {
+	e := setup(t)
+	reg := testutil.StartSecureRegistry(t, testutil.SecureRegistryOptions{TLS: true, ClientAuth: true})
+	img, err := testutil.BusyboxImage()
+	if err != nil {
+		t.Fatal(err)
+	}
+	base := reg.Addr + "/base/busybox:1"
+	ref, err := name.ParseReference(base)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := remote.Write(ref, img, remote.WithTransport(reg.Transport())); err != nil {
+		t.Fatalf("pushing base image: %v", err)
+	}
+	ctxDir := writeContext(t, map[string]string{"Dockerfile": "ARG BASE\nFROM $BASE\nRUN echo hi > /hi\n"})
+	build := func(args ...string) result {
+		full := append([]string{"build", "--root", t.TempDir(), "--runc", e.runc, "--progress", "plain", "--build-arg", "BASE=" + base}, args...)
+		return imgbuildEnv(t, nil, "", full...)
+	}
+	clientCert := "--registry-client-cert=" + reg.Addr + "=" + reg.ClientCert + "," + reg.ClientKey
+
+	r := build("--registry-certificate", reg.Addr+"="+reg.CAFile, clientCert, "-t", reg.Addr+"/app:mtls", "--push", ctxDir)
+	if r.code != 0 {
+		t.Fatalf("build with a client certificate failed (exit %d)", r.code)
+	}
+	r = build("--skip-tls-verify-registry", reg.Addr, clientCert, "-t", reg.Addr+"/app:noverify", "--push", ctxDir)
+	if r.code != 0 {
+		t.Fatalf("build with --skip-tls-verify-registry failed (exit %d)", r.code)
+	}
+	for _, tag := range []string{"mtls", "noverify"} {
+		r, err := name.ParseReference(reg.Addr + "/app:" + tag)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := remote.Head(r, remote.WithTransport(reg.Transport())); err != nil {
+			t.Errorf("%s not pushed: %v", r, err)
+		}
+	}
+	r = build("--registry-certificate", reg.Addr+"="+reg.CAFile, "-t", reg.Addr+"/app:nocert", ctxDir)
+	if r.code == 0 {
+		t.Error("build without a client certificate succeeded")
+	}
+	r = build(clientCert+"-missing", "-t", reg.Addr+"/app:x", ctxDir)
+	if r.code == 0 || !strings.Contains(r.stderr, "client certificate") {
+		t.Errorf("a missing client certificate file is not reported up front")
+	}
+}
+
+// TestRegistryMirrorsE2E pulls base images through --registry-map and
+// --registry-mirror from the test registry, which stands in for the mirror:
+// the original registries do not exist, so a pull that did not use the
+// mirror fails.
+func TestRegistryMirrorsE2E(t *testing.T) {
+	e := setup(t)
+	img, err := testutil.BusyboxImage()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := testutil.Push(t.Context(), e.registry+"/mirror/library/busybox:latest", img); err != nil {
+		t.Fatal(err)
+	}
+	ctxDir := writeContext(t, map[string]string{"Dockerfile": "ARG BASE\nFROM $BASE\nRUN echo hi > /hi\n"})
+	build := func(base string, args ...string) result {
+		full := append([]string{"build", "--root", t.TempDir(), "--runc", e.runc, "--progress", "plain", "--build-arg", "BASE=" + base}, args...)
+		return imgbuildEnv(t, nil, "", append(full, ctxDir)...)
+	}
+	// The mirror of origin.invalid/busybox is ADDR/busybox (e.base).
+	if r := build("origin.invalid/busybox:latest", "--registry-map", "origin.invalid="+e.registry); r.code != 0 {
+		t.Errorf("build through --registry-map failed (exit %d)", r.code)
+	}
+	// Docker Hub's library/busybox, from a mirror with a path.
+	if r := build("busybox:latest", "--registry-mirror", e.registry+"/mirror"); r.code != 0 {
+		t.Errorf("build through --registry-mirror failed (exit %d)", r.code)
+	}
+	// A mirror without the image and no fallback: the pull fails.
+	r := build("origin.invalid/nothere:latest", "--registry-map", "origin.invalid="+e.registry, "--skip-default-registry-fallback")
+	if r.code == 0 {
+		t.Error("build of an image the mirror lacks succeeded without fallback")
+	}
+	if strings.Contains(r.stderr, "origin.invalid/v2") || strings.Contains(r.stderr, "lookup origin.invalid") {
+		t.Errorf("the original registry was tried despite --skip-default-registry-fallback")
+	}
+}
