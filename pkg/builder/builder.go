@@ -265,7 +265,7 @@ func (b *Builder) Build(ctx context.Context, req Request) (*Result, error) {
 		LocalMounts:   map[string]fsutil.FS{"context": ctxFS, "dockerfile": dfFS},
 		Exports: []client.ExportEntry{{
 			Type:        client.ExporterOCI,
-			Attrs:       map[string]string{"tar": "false", "oci-mediatypes": "true"},
+			Attrs:       exportAttrs(req),
 			OutputStore: store,
 		}},
 		Session:      attachables,
@@ -352,4 +352,15 @@ func (b *Builder) checkFrontend(dfName string, df []byte, args map[string]string
 		where = fmt.Sprintf("%s:%d", dfName, line)
 	}
 	return fmt.Errorf("%s: external frontend %q refused: imgbuild runs its built-in Dockerfile frontend; use --allow-external-frontend to pull and run %s", where, ref, ref)
+}
+
+// exportAttrs are the OCI exporter's settings. With SOURCE_DATE_EPOCH set,
+// layer file times are rewritten to it too (not only the config's), so
+// that the same sources give the same digest.
+func exportAttrs(req Request) map[string]string {
+	attrs := map[string]string{"tar": "false", "oci-mediatypes": "true"}
+	if _, ok := req.BuildArgs["SOURCE_DATE_EPOCH"]; ok {
+		attrs["rewrite-timestamp"] = "true"
+	}
+	return attrs
 }

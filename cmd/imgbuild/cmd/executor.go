@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
 	"sort"
 	"strings"
 
@@ -41,6 +42,12 @@ type kanikoOptions struct {
 	cache          bool
 	cacheRepo      string
 	cacheTTL       string
+	insecurePush   bool
+	insecurePull   bool
+	skipTLSPush    bool
+	skipTLSPull    bool
+	reproducible   bool
+	pushRetry      int
 
 	// ignored are kaniko flags that describe kaniko's internals; they are
 	// accepted so that existing Job specs keep working.
@@ -122,6 +129,7 @@ accepted with a warning.`,
 	f.StringVar(&bo.progress, "progress", "plain", "progress output: auto, tty, plain, rawjson or quiet")
 	bo.reg.addFlags(f)
 	bo.cache.addFlags(f)
+	bo.digests.addFlags(f)
 	return cmd
 }
 
@@ -143,6 +151,12 @@ func (ko *kanikoOptions) addFlags(f *pflag.FlagSet) {
 	f.StringVar(&ko.logFormat, "log-format", "color", "log format: text, color or json")
 	f.BoolVar(&ko.logTimestamp, "log-timestamp", false, "timestamps in log lines")
 	f.StringArrayVar(&ko.secrets, "secret", nil, "secret for RUN --mount=type=secret: id=ID,src=PATH or id=ID,env=VAR")
+	f.BoolVar(&ko.insecurePush, "insecure", false, "push to plain-HTTP destination registries")
+	f.BoolVar(&ko.insecurePull, "insecure-pull", false, "pull base images from plain-HTTP registries")
+	f.BoolVar(&ko.skipTLSPush, "skip-tls-verify", false, "push without verifying destination registries' TLS certificates")
+	f.BoolVar(&ko.skipTLSPull, "skip-tls-verify-pull", false, "pull without verifying registries' TLS certificates")
+	f.BoolVar(&ko.reproducible, "reproducible", false, "strip timestamps (SOURCE_DATE_EPOCH=0) for reproducible digests")
+	f.IntVar(&ko.pushRetry, "push-retry", 0, "accepted for compatibility: pushes always retry transient registry errors with backoff")
 	f.BoolVar(&ko.cache, "cache", false, "use the registry layer cache (--cache-repo, default DESTINATION-REPO/cache)")
 	f.StringVar(&ko.cacheRepo, "cache-repo", "", "registry repository for the cache; oci:PATH keeps it in a local directory")
 	f.StringVar(&ko.cacheTTL, "cache-ttl", "336h", "accepted for compatibility; BuildKit's registry cache is replaced on every export")
@@ -202,6 +216,36 @@ func (ko *kanikoOptions) toBuild(bo *buildOptions, contextDir string, lookupEnv 
 	}
 	bo.file = df
 
+	if ko.reproducible {
+		bo.buildArgs = append(bo.buildArgs, "SOURCE_DATE_EPOCH=0")
+	}
+	if v, ok := lookupEnv("KANIKO_REGISTRY_MIRROR"); ok && v != "" && len(bo.reg.mirrors) == 0 {
+		bo.reg.mirrors = strings.Split(v, ";")
+	}
+	// kaniko's registry-wide switches name no hosts: apply them to the
+	// destinations' registries, and for pulls to the base images'.
+	var pushHosts []string
+	for _, d := range ko.destinations {
+		if ref, err := registry.ParseReference(d, nil); err == nil {
+			pushHosts = append(pushHosts, ref.Context().RegistryStr())
+		}
+	}
+	var pullHosts []string
+	if ko.insecurePull || ko.skipTLSPull {
+		pullHosts = baseImageRegistries(bo.file, ko.buildArgs, lookupEnv)
+	}
+	if ko.insecurePush {
+		bo.reg.insecure = append(bo.reg.insecure, pushHosts...)
+	}
+	if ko.insecurePull {
+		bo.reg.insecure = append(bo.reg.insecure, pullHosts...)
+	}
+	if ko.skipTLSPush {
+		bo.reg.skipTLSVerify = append(bo.reg.skipTLSVerify, pushHosts...)
+	}
+	if ko.skipTLSPull {
+		bo.reg.skipTLSVerify = append(bo.reg.skipTLSVerify, pullHosts...)
+	}
 	if ko.cache {
 		if err := ko.cacheToBuild(bo); err != nil {
 			return err
@@ -214,6 +258,37 @@ func (ko *kanikoOptions) toBuild(bo *buildOptions, contextDir string, lookupEnv 
 		bo.outputs = append(bo.outputs, "type=oci,dest="+ko.ociLayoutPath)
 	}
 	return nil
+}
+
+// fromLine matches a FROM instruction's image.
+var fromLine = regexp.MustCompile(`(?im)^\s*FROM\s+(?:--\S+\s+)*(\S+)`)
+
+// baseImageRegistries lists the registries of the Dockerfile's FROM images,
+// with ARG defaults and --build-arg values substituted.
+func baseImageRegistries(dockerfile string, buildArgs []string, lookupEnv func(string) (string, bool)) []string {
+	b, err := os.ReadFile(dockerfile)
+	if err != nil {
+		return nil
+	}
+	vars := map[string]string{}
+	for _, m := range regexp.MustCompile(`(?im)^\s*ARG\s+(\w+)=(\S+)`).FindAllStringSubmatch(string(b), -1) {
+		vars[m[1]] = strings.Trim(m[2], `"'`)
+	}
+	for _, a := range buildArgs {
+		k, v, ok := strings.Cut(a, "=")
+		if !ok {
+			v, _ = lookupEnv(k)
+		}
+		vars[k] = v
+	}
+	var hosts []string
+	for _, m := range fromLine.FindAllStringSubmatch(string(b), -1) {
+		img := os.Expand(m[1], func(k string) string { return vars[k] })
+		if ref, err := registry.ParseReference(img, nil); err == nil {
+			hosts = append(hosts, ref.Context().RegistryStr())
+		}
+	}
+	return hosts
 }
 
 // cacheTag is the tag of the one BuildKit cache manifest kept in the cache

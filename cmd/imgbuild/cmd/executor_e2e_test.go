@@ -12,6 +12,7 @@ import (
 	"sort"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/imgbuild/imgbuild/internal/testutil"
 )
@@ -186,5 +187,35 @@ func TestExecutorArgv0(t *testing.T) {
 		if !strings.Contains(string(out), w) {
 			t.Errorf("executor --help lacks %q:\n%s", w, out)
 		}
+	}
+}
+
+// TestExecutorReproducible checks --reproducible: two builds on fresh state
+// dirs, a second apart, give the same digest, written by --digest-file in
+// kaniko's format (no newline).
+func TestExecutorReproducible(t *testing.T) {
+	e := setup(t)
+	dir := writeContext(t, map[string]string{"Dockerfile": executorDockerfile, "app.txt": "same\n"})
+	var digests []string
+	for i := 0; i < 2; i++ {
+		df := filepath.Join(t.TempDir(), "digest")
+		r := e.executor(t, "", "--context", dir, "--no-push", "--reproducible", "--digest-file", df)
+		if r.code != 0 {
+			t.Fatal(r.stderr)
+		}
+		b, err := os.ReadFile(df)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !strings.HasPrefix(string(b), "sha256:") || strings.HasSuffix(string(b), "\n") {
+			t.Errorf("digest file = %q, want sha256:… without a newline", b)
+		}
+		digests = append(digests, string(b))
+		if i == 0 {
+			time.Sleep(1100 * time.Millisecond)
+		}
+	}
+	if digests[0] != digests[1] {
+		t.Errorf("--reproducible builds differ: %s vs %s", digests[0], digests[1])
 	}
 }

@@ -19,7 +19,7 @@ func TestExecutorFlagTranslation(t *testing.T) {
 	if err := os.MkdirAll(filepath.Join(ctxDir, "docker"), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.WriteFile(filepath.Join(ctxDir, "docker", "Dockerfile.prod"), []byte("FROM scratch\n"), 0o644); err != nil {
+	if err := os.WriteFile(filepath.Join(ctxDir, "docker", "Dockerfile.prod"), []byte("ARG BASE=internal.example:5000/base:1\nFROM ${BASE} AS build\nFROM --platform=linux/amd64 mirror.example/tools:2\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	type want struct {
@@ -33,6 +33,9 @@ func TestExecutorFlagTranslation(t *testing.T) {
 		Outputs   []string
 		CacheFrom []string
 		CacheTo   []string
+		Insecure  []string
+		SkipTLS   []string
+		Mirrors   []string
 	}
 	for _, tc := range []struct {
 		name string
@@ -69,6 +72,16 @@ func TestExecutorFlagTranslation(t *testing.T) {
 		args: []string{"-c", ctxDir, "-d", "example.com/app:1", "--build-arg", "FROM_ENV"},
 		env:  map[string]string{"KANIKO_NO_PUSH": "true"},
 		want: want{Tags: []string{"example.com/app:1"}, File: filepath.Join(ctxDir, "Dockerfile"), BuildArgs: []string{"FROM_ENV"}},
+	}, {
+		name: "insecure registries, reproducible, mirror from the environment",
+		args: []string{"-c", ctxDir, "-f", "docker/Dockerfile.prod", "-d", "plain.example:5000/app:1", "--insecure", "--insecure-pull",
+			"--skip-tls-verify-pull", "--reproducible", "--push-retry", "3"},
+		env: map[string]string{"KANIKO_REGISTRY_MIRROR": "mirror.gcr.io"},
+		want: want{Tags: []string{"plain.example:5000/app:1"}, Push: true, File: filepath.Join(ctxDir, "docker/Dockerfile.prod"),
+			BuildArgs: []string{"SOURCE_DATE_EPOCH=0"},
+			Insecure:  []string{"plain.example:5000", "internal.example:5000", "mirror.example"},
+			SkipTLS:   []string{"internal.example:5000", "mirror.example"},
+			Mirrors:   []string{"mirror.gcr.io"}},
 	}} {
 		t.Run(tc.name, func(t *testing.T) {
 			ko, bo := &kanikoOptions{}, &buildOptions{}
@@ -86,7 +99,8 @@ func TestExecutorFlagTranslation(t *testing.T) {
 				t.Fatal(err)
 			}
 			got := want{Tags: bo.tags, Push: bo.push, File: bo.file, BuildArgs: bo.buildArgs, Target: bo.target,
-				Labels: bo.labels, Platform: bo.platform, Outputs: bo.outputs, CacheFrom: bo.cache.from, CacheTo: bo.cache.to}
+				Labels: bo.labels, Platform: bo.platform, Outputs: bo.outputs, CacheFrom: bo.cache.from, CacheTo: bo.cache.to,
+				Insecure: bo.reg.insecure, SkipTLS: bo.reg.skipTLSVerify, Mirrors: bo.reg.mirrors}
 			if d := cmp.Diff(tc.want, got); d != "" {
 				t.Errorf("options (-want +got):\n%s", d)
 			}
