@@ -21,23 +21,26 @@ import (
 
 // buildOptions are `imgbuild build`'s flags, named as in `docker buildx build`.
 type buildOptions struct {
-	file                  string
-	tags                  []string
-	push                  bool
-	buildArgs             []string
-	target                string
-	labels                []string
-	secrets               []string
-	noCache               bool
-	progress              string
-	outputs               []string
-	iidFile               string
-	metadataFile          string
-	root                  string
-	platform              string
-	reg                   registryFlags
-	cache                 cacheFlags
-	digests               digestFiles
+	file         string
+	tags         []string
+	push         bool
+	buildArgs    []string
+	target       string
+	labels       []string
+	secrets      []string
+	noCache      bool
+	progress     string
+	outputs      []string
+	iidFile      string
+	metadataFile string
+	root         string
+	platform     string
+	reg          registryFlags
+	cache        cacheFlags
+	digests      digestFiles
+	// builderOutput is kaniko's BUILDER_OUTPUT directory (Cloud Build):
+	// it gets an "images" file naming each pushed image.
+	builderOutput         string
 	runc                  string
 	allowInsecureRunc     bool
 	allowExternalFrontend bool
@@ -324,10 +327,29 @@ func runBuild(cmd *cobra.Command, ro *rootOptions, bo *buildOptions, contextDir 
 	if err := bo.digests.write(ctx, dedupeRefs(append(append([]name.Reference{}, p.refs...), p.push...)), res.Digest.String()); err != nil {
 		return err
 	}
+	if bo.builderOutput != "" && len(p.push) > 0 {
+		if err := writeBuilderOutput(bo.builderOutput, p.push, res.Digest.String()); err != nil {
+			return fmt.Errorf("BUILDER_OUTPUT: %w", err)
+		}
+	}
 	if !toStdout {
 		fmt.Fprintln(cmd.OutOrStdout(), res.Digest)
 	}
 	return nil
+}
+
+// writeBuilderOutput writes DIR/images as kaniko does for Cloud Build: one
+// JSON object per pushed reference.
+func writeBuilderOutput(dir string, refs []name.Reference, digest string) error {
+	var b []byte
+	for _, r := range refs {
+		line, err := json.Marshal(map[string]string{"name": r.Name(), "digest": digest})
+		if err != nil {
+			return err
+		}
+		b = append(append(b, line...), '\n')
+	}
+	return writeFileAtomic(filepath.Join(dir, "images"), b)
 }
 
 func writeOutput(stdout io.Writer, o output, img v1.Image) error {

@@ -216,6 +216,9 @@ func (ko *kanikoOptions) toBuild(bo *buildOptions, contextDir string, lookupEnv 
 	}
 	bo.file = df
 
+	if v, ok := lookupEnv("BUILDER_OUTPUT"); ok {
+		bo.builderOutput = v
+	}
 	if ko.reproducible {
 		bo.buildArgs = append(bo.buildArgs, "SOURCE_DATE_EPOCH=0")
 	}

@@ -34,9 +34,18 @@ func TestExecutorDirContext(t *testing.T) {
 	e := setup(t)
 	dir := writeContext(t, map[string]string{"Dockerfile": executorDockerfile, "app.txt": "dir context\n"})
 	dest := e.registry + "/e2e/executor-dir:v1"
+	out := t.TempDir()
+	t.Setenv("BUILDER_OUTPUT", out)
 	r := e.executor(t, "", "--context", "dir://"+dir, "--destination", dest, "--snapshot-mode=redo", "--cache-run-layers")
 	if r.code != 0 {
 		t.Fatal(r.stderr)
+	}
+	images, err := os.ReadFile(filepath.Join(out, "images"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := `{"digest":"` + strings.TrimSpace(r.stdout) + `","name":"` + dest + `"}` + "\n"; string(images) != want {
+		t.Errorf("BUILDER_OUTPUT images = %q, want %q", images, want)
 	}
 	fs := files(t, pull(t, dest))
 	if fs["app.txt"] != "dir context\n" || fs["built.txt"] != "built by executor\n" {
