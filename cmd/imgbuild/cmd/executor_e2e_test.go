@@ -36,15 +36,36 @@ func TestExecutorDirContext(t *testing.T) {
 	dest := e.registry + "/e2e/executor-dir:v1"
 	out := t.TempDir()
 	t.Setenv("BUILDER_OUTPUT", out)
-	r := e.executor(t, "", "--context", "dir://"+dir, "--destination", dest, "--snapshot-mode=redo", "--cache-run-layers")
+	dest2 := e.registry + "/e2e/executor-dir2:latest"
+	df, nd, ntd := filepath.Join(out, "digest"), filepath.Join(out, "name-digest"), filepath.Join(out, "name-tag-digest")
+	r := e.executor(t, "", "--context", "dir://"+dir, "--destination", dest, "-d", dest2, "--snapshot-mode=redo", "--cache-run-layers",
+		"--digest-file", df, "--image-name-with-digest-file", nd, "--image-name-tag-with-digest-file", ntd)
 	if r.code != 0 {
 		t.Fatal(r.stderr)
+	}
+	digest := strings.TrimSpace(r.stdout)
+	repo1, repo2 := e.registry+"/e2e/executor-dir", e.registry+"/e2e/executor-dir2"
+	for path, want := range map[string]string{
+		df: digest,
+		// kaniko writes both name files from one buffer, so with the tag
+		// file asked for its name file carries tags too; imgbuild writes
+		// the documented REPOSITORY@DIGEST form.
+		nd:  repo1 + "@" + digest + "\n" + repo2 + "@" + digest + "\n",
+		ntd: repo1 + ":v1@" + digest + "\n" + repo2 + ":latest@" + digest + "\n",
+	} {
+		b, err := os.ReadFile(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if string(b) != want {
+			t.Errorf("%s = %q, want %q", filepath.Base(path), b, want)
+		}
 	}
 	images, err := os.ReadFile(filepath.Join(out, "images"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if want := `{"digest":"` + strings.TrimSpace(r.stdout) + `","name":"` + dest + `"}` + "\n"; string(images) != want {
+	if want := `{"digest":"` + digest + `","name":"` + dest + `"}` + "\n" + `{"digest":"` + digest + `","name":"` + dest2 + `"}` + "\n"; string(images) != want {
 		t.Errorf("BUILDER_OUTPUT images = %q, want %q", images, want)
 	}
 	fs := files(t, pull(t, dest))
