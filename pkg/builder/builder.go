@@ -296,6 +296,9 @@ func (b *Builder) Build(ctx context.Context, req Request) (*Result, error) {
 	resp, solveErr := b.bk.client.Solve(ctx, nil, solveOpt, ch)
 	warnings := <-displayDone
 	if solveErr != nil {
+		if ctx.Err() != nil {
+			return nil, fmt.Errorf("build canceled: %w", context.Cause(ctx))
+		}
 		return nil, buildError(solveErr, dfName)
 	}
 
