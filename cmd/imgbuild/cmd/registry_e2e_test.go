@@ -5,6 +5,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -389,5 +390,61 @@ func TestRegistryMirrorsE2E(t *testing.T) {
 	}
 	if strings.Contains(r.stderr, "origin.invalid/v2") || strings.Contains(r.stderr, "lookup origin.invalid") {
 		t.Errorf("the original registry was tried despite --skip-default-registry-fallback")
+	}
+}
+
+// TestRegistryFaultsTokenDebugLogE2E pushes with the real binary, at debug
+// level, through a token registry that fails a blob upload with 503 and
+// expires the token half-way through another; the push succeeds with the
+// right digest, and neither the password nor any token is in the log.
+func TestRegistryFaultsTokenDebugLogE2E(t *testing.T) {
+	e := setup(t)
+	p := testutil.StartFaultProxy(t, testutil.StartRegistry(t))
+	pass := "pw-" + randHex(t)
+	p.RequireTokens("alice", pass)
+	p.SetFault(func(w http.ResponseWriter, r *http.Request, n int) bool {
+		switch {
+		case testutil.RequestKind(r) == "PATCH upload" && n == 1:
+			http.Error(w, "unavailable", http.StatusServiceUnavailable)
+			return true
+		case testutil.RequestKind(r) == "PATCH upload" && n == 2:
+			testutil.ReadHalf(r)
+			p.ExpireTokens()
+			p.Challenge(w, r)
+			return true
+		}
+		return false
+	})
+	auth := base64.StdEncoding.EncodeToString([]byte("alice:" + pass))
+	cfg := dockerConfig(t, fmt.Sprintf(`{"auths":{%q:{"auth":%q}}}`, p.Host, auth))
+	ctxDir := writeContext(t, map[string]string{"Dockerfile": "ARG BASE\nFROM $BASE\nRUN head -c 100000 /dev/urandom > /blob\n"})
+	tag := p.Host + "/faults/app:v1"
+	r := imgbuildEnv(t, []string{"DOCKER_CONFIG=" + cfg}, "", "build", "--root", t.TempDir(), "--runc", e.runc, "--progress", "plain",
+		"--log-level", "debug", "--build-arg", "BASE="+e.base, "-t", tag, "--push", ctxDir)
+	if r.code != 0 {
+		t.Fatalf("push through faults failed (exit %d)", r.code)
+	}
+	if len(p.Tokens()) < 2 {
+		t.Errorf("%d tokens issued, want a refresh after the expiry", len(p.Tokens()))
+	}
+	p.SetFault(nil)
+	ref, err := name.ParseReference(tag)
+	if err != nil {
+		t.Fatal(err)
+	}
+	img, err := remote.Image(ref, remote.WithAuth(&authn.Basic{Username: "alice", Password: pass}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := validate.Image(img); err != nil {
+		t.Fatal(err)
+	}
+	if d, _ := img.Digest(); d.String() != strings.TrimSpace(r.stdout) {
+		t.Errorf("registry serves %s, imgbuild printed %s", d, strings.TrimSpace(r.stdout))
+	}
+	for _, secret := range append([]string{pass, auth}, p.Tokens()...) {
+		if strings.Contains(r.stderr+r.stdout, secret) {
+			t.Errorf("credential %.8s… appears in imgbuild's debug output", secret)
+		}
 	}
 }
