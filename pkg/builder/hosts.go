@@ -1,6 +1,7 @@
 package builder
 
 import (
+	"net/http"
 	"sync"
 
 	"github.com/containerd/containerd/v2/core/remotes/docker"
@@ -60,7 +61,24 @@ func registryHosts(o *options) docker.RegistryHosts {
 		if noFallback[host] && len(hs) > 1 {
 			hs = hs[:len(hs)-1] // the registry itself comes last
 		}
+		for i := range hs {
+			hs[i].Client = withPullRetry(hs[i].Client)
+		}
 		memo[host] = hs
 		return hs, nil
 	}
+}
+
+// withPullRetry returns a copy of c whose requests go through [pullRetry].
+func withPullRetry(c *http.Client) *http.Client {
+	if c == nil {
+		c = &http.Client{}
+	}
+	rt := c.Transport
+	if rt == nil {
+		rt = http.DefaultTransport
+	}
+	cc := *c
+	cc.Transport = &pullRetry{next: rt, backoff: pullBackoff}
+	return &cc
 }

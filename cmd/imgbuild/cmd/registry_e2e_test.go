@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/name"
@@ -446,5 +447,38 @@ func TestRegistryFaultsTokenDebugLogE2E(t *testing.T) {
 		if strings.Contains(r.stderr+r.stdout, secret) {
 			t.Errorf("credential %.8s… appears in imgbuild's debug output", secret)
 		}
+	}
+}
+
+// TestRegistryPullFaultsE2E pulls the base image through a registry that
+// rate-limits the first manifest request (429, Retry-After: 1) and fails
+// the first blob download with 503; the build still succeeds.
+func TestRegistryPullFaultsE2E(t *testing.T) {
+	e := setup(t)
+	p := testutil.StartFaultProxy(t, e.registry)
+	p.SetFault(func(w http.ResponseWriter, r *http.Request, n int) bool {
+		switch k := testutil.RequestKind(r); {
+		case (k == "HEAD manifest" || k == "GET manifest") && p.Count("HEAD manifest")+p.Count("GET manifest") == 1:
+			w.Header().Set("Retry-After", "1")
+			http.Error(w, "Too Many Requests", http.StatusTooManyRequests)
+			return true
+		case k == "GET blob" && n == 1:
+			http.Error(w, "unavailable", http.StatusServiceUnavailable)
+			return true
+		}
+		return false
+	})
+	base := p.Host + strings.TrimPrefix(e.base, e.registry)
+	ctxDir := writeContext(t, map[string]string{"Dockerfile": "ARG BASE\nFROM $BASE\nRUN echo hi > /hi\n"})
+	start := time.Now()
+	r := imgbuildEnv(t, nil, "", "build", "--root", t.TempDir(), "--runc", e.runc, "--progress", "plain", "--build-arg", "BASE="+base, ctxDir)
+	if r.code != 0 {
+		t.Fatalf("build through pull faults failed (exit %d)", r.code)
+	}
+	if time.Since(start) < time.Second {
+		t.Errorf("build took %v, less than the 1s Retry-After", time.Since(start))
+	}
+	if p.Count("GET blob") < 2 {
+		t.Errorf("%d blob downloads, want the failed one retried", p.Count("GET blob"))
 	}
 }
