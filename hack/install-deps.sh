@@ -9,12 +9,13 @@
 #   git                            go module fetches of VCS-only dependencies
 #   curl                           hack/demo.sh waits on the registry with it
 #   uidmap                         newuidmap/newgidmap for rootless builds
+#   fuse-overlayfs                 the snapshotter for rootless builds on kernels without userns overlayfs
 set -o errexit -o nounset -o pipefail
 
 PROJECT_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "${PROJECT_ROOT}"
 
-packages=(libseccomp-dev pkg-config gcc busybox-static docker-registry ca-certificates git curl uidmap)
+packages=(libseccomp-dev pkg-config gcc busybox-static docker-registry ca-certificates git curl uidmap fuse-overlayfs)
 
 missing=()
 for p in "${packages[@]}"; do

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -12,6 +13,8 @@ import (
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/types"
+
+	"github.com/imgbuild/imgbuild/internal/testutil"
 )
 
 // fullDockerfile exercises the image config end to end.
@@ -417,5 +420,36 @@ func TestBuildLeavesNothingBehind(t *testing.T) {
 		if err == nil && bytes.Contains(b, []byte(root)) {
 			t.Errorf("process left behind: %s: %q", p, bytes.ReplaceAll(b, []byte{0}, []byte{' '}))
 		}
+	}
+}
+
+// TestBuildSnapshotters builds with each snapshotter (overlayfs is what
+// auto picks here; native and fuse-overlayfs are the fallbacks) and checks
+// the image and that no mount or fuse process is left.
+func TestBuildSnapshotters(t *testing.T) {
+	e := setup(t)
+	_, err := exec.LookPath("fuse-overlayfs")
+	testutil.Require(t, err == nil, "fuse-overlayfs not installed (make deps)")
+	dir := writeContext(t, map[string]string{"Dockerfile": "ARG BASE\nFROM ${BASE}\nRUN echo layered > /l.txt\nRUN rm /l.txt && echo again > /m.txt\n"})
+	for _, sn := range []string{"overlayfs", "native", "fuse-overlayfs"} {
+		t.Run(sn, func(t *testing.T) {
+			root := t.TempDir()
+			ref := e.registry + "/e2e/snapshotter-" + sn + ":v1"
+			r := e.build(t, root, "--snapshotter", sn, "-t", ref, "--push", dir)
+			if r.code != 0 {
+				t.Fatal(r.stderr)
+			}
+			if _, err := os.Stat(filepath.Join(root, "runc-"+sn)); err != nil {
+				t.Errorf("state for %s: %v", sn, err)
+			}
+			fs := files(t, pull(t, ref))
+			if _, ok := fs["l.txt"]; ok || fs["m.txt"] != "again\n" {
+				t.Errorf("l.txt present=%v m.txt=%q", ok, fs["m.txt"])
+			}
+			mounts, _ := os.ReadFile("/proc/self/mountinfo")
+			if bytes.Contains(mounts, []byte(root)) {
+				t.Errorf("mounts of %s left behind", root)
+			}
+		})
 	}
 }
