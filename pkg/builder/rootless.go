@@ -137,7 +137,7 @@ func RunInUserNamespace(ctx context.Context, args []string, env []string, warn f
 	if err := cmd.Start(); err != nil {
 		r.Close()
 		w.Close()
-		return 1, fmt.Errorf("creating a user namespace: %w%s", err, plan.fixHint())
+		return 1, startError(err, plan)
 	}
 	r.Close()
 	if plan.helpers && plan.identity == nil {
@@ -320,4 +320,21 @@ func identityMap(path string) []syscall.SysProcIDMap {
 		out = append(out, syscall.SysProcIDMap{ContainerID: inside, HostID: inside, Size: size})
 	}
 	return out
+}
+
+// startError explains why the kernel refused to create the user namespace.
+func startError(err error, plan *userNSPlan) error {
+	switch {
+	case errors.Is(err, syscall.ENOSPC):
+		return &PreflightError{
+			Problem: fmt.Sprintf("creating a user namespace: %v: the limit of user namespaces is reached", err),
+			Fix:     "sysctl -w user.max_user_namespaces=15000 on the node",
+		}
+	case errors.Is(err, syscall.EPERM), errors.Is(err, syscall.EACCES):
+		return &PreflightError{
+			Problem: fmt.Sprintf("creating a user namespace: %v: a seccomp profile or AppArmor blocks unshare(CLONE_NEWUSER)", err),
+			Fix:     "run unconfined: in Kubernetes, securityContext.seccompProfile.type: Unconfined and securityContext.appArmorProfile.type: Unconfined; with docker or podman, --security-opt seccomp=unconfined --security-opt apparmor=unconfined",
+		}
+	}
+	return fmt.Errorf("creating a user namespace: %w%s", err, plan.fixHint())
 }

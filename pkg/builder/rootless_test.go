@@ -6,6 +6,7 @@ import (
 	"errors"
 	"os"
 	"strings"
+	"syscall"
 	"testing"
 )
 
@@ -60,5 +61,21 @@ func TestSubIDs(t *testing.T) {
 	}
 	if m := subIDs(f, nil, 1002); m != nil {
 		t.Errorf("unknown uid: %+v", m)
+	}
+}
+
+func TestStartError(t *testing.T) {
+	for _, tc := range []struct {
+		err  error
+		want string
+	}{
+		{&os.PathError{Op: "fork/exec", Path: "/imgbuild", Err: syscall.EPERM}, "seccompProfile.type: Unconfined"},
+		{&os.PathError{Op: "fork/exec", Path: "/imgbuild", Err: syscall.ENOSPC}, "user.max_user_namespaces"},
+	} {
+		err := startError(tc.err, &userNSPlan{})
+		var pe *PreflightError
+		if !errors.As(err, &pe) || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("startError(%v) = %v, want a PreflightError naming %q", tc.err, err, tc.want)
+		}
 	}
 }
