@@ -263,6 +263,9 @@ func stepError(repo name.Repository, step string, err error) error {
 		return fmt.Errorf("authenticating to %s: %s: access to repository %s (scope %q) refused: %w",
 			repo.RegistryStr(), step, repo.RepositoryStr(), repo.Scope(transport.PushScope), err)
 	}
+	if errors.As(err, &terr) && terr.StatusCode == http.StatusTooManyRequests {
+		return fmt.Errorf("%s: rate limited by %s, retries exhausted: %w", step, repo.RegistryStr(), err)
+	}
 	return fmt.Errorf("%s on %s: %w", step, repo.RegistryStr(), err)
 }
 

@@ -111,13 +111,8 @@ func (h *hostSwitch) pick(hostport string) http.RoundTripper {
 		return t
 	}
 	host := hostport
-	if hh, port, err := net.SplitHostPort(hostport); err == nil {
+	if hh, _, err := net.SplitHostPort(hostport); err == nil {
 		host = hh
-		if port == "443" || port == "80" {
-			if t, ok := h.byHost[host]; ok {
-				return t
-			}
-		}
 	}
 	if t, ok := h.byHost[strings.ToLower(host)]; ok {
 		return t
