@@ -87,6 +87,13 @@ func New(ctx context.Context, root string, opts ...Option) (*Builder, error) {
 		lock.Release()
 		return nil, err
 	}
+	if o.cacheMountsFrom != "" {
+		if err := importCacheMounts(ctx, bk.worker.CacheManager(), o.cacheMountsFrom); err != nil {
+			bk.close()
+			lock.Release()
+			return nil, err
+		}
+	}
 	o.log.WithFields(logrus.Fields{"root": root, "snapshotter": bk.snapshotter, "runc": runcPath, "runc-version": ver}).Debug("embedded BuildKit started")
 	return &Builder{opts: o, lock: lock, bk: bk, images: filepath.Join(root, "images"), runcVer: ver}, nil
 }
@@ -100,16 +107,11 @@ func processDefaults() {
 	apicaps.ExportedProduct = "imgbuild"
 }
 
-// Close collects garbage as the GC policy says (see [WithGC]), stops the
-// embedded controller and releases the state dir.
+// Close saves cache mounts (see [WithCacheMounts]), collects garbage as the
+// GC policy says (see [WithGC]), stops the embedded controller and releases
+// the state dir.
 func (b *Builder) Close() error {
-	ctx, cancel := context.WithTimeout(context.Background(), gcTimeout)
-	if err := b.collectGarbage(ctx); err != nil {
-		// The build is done and its result out; a failed GC costs disk,
-		// not correctness.
-		b.opts.log.WithError(err).Warn("garbage collection failed")
-	}
-	cancel()
+	b.closing()
 	err := b.bk.close()
 	if rerr := b.lock.Release(); err == nil {
 		err = rerr

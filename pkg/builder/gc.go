@@ -55,6 +55,23 @@ func gcPolicy(root string, c cache.GCConfig) []gcRule {
 	}
 }
 
+// closing runs what Close does before stopping BuildKit: saving cache mounts,
+// then GC. Both only cost cache when they fail, so they warn.
+func (b *Builder) closing() {
+	ctx, cancel := context.WithTimeout(context.Background(), gcTimeout)
+	defer cancel()
+	if b.opts.cacheMountsTo != "" {
+		if err := exportCacheMounts(ctx, b.bk.worker.CacheManager(), b.opts.cacheMountsTo, b.opts.root); err != nil {
+			b.opts.log.WithError(err).Warn("saving cache mounts failed")
+		}
+	}
+	if err := b.collectGarbage(ctx); err != nil {
+		// The build is done and its result out; a failed GC costs disk,
+		// not correctness.
+		b.opts.log.WithError(err).Warn("garbage collection failed")
+	}
+}
+
 // collectGarbage applies the GC policy to the build cache and the image
 // store. buildkitd does this on a timer a second after each build, which a
 // short-lived process never reaches, so the builder does it when it closes.

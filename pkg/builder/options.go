@@ -23,6 +23,8 @@ type options struct {
 	waitForLock            bool
 	log                    logrus.FieldLogger
 	gc                     cache.GCConfig
+	cacheMountsFrom        string
+	cacheMountsTo          string
 }
 
 // WithRunc sets the runc binary. The default is the runc next to the running

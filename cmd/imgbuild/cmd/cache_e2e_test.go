@@ -118,3 +118,37 @@ func TestCacheFlagErrors(t *testing.T) {
 		}
 	}
 }
+
+// TestCacheMountsAcrossStateDirs checks that RUN --mount=type=cache contents
+// saved by one state dir (--cache-mounts-to) seed another, empty one
+// (--cache-mounts-from), as on ephemeral CI runners.
+func TestCacheMountsAcrossStateDirs(t *testing.T) {
+	e := setup(t)
+	saved := t.TempDir()
+	first := writeContext(t, map[string]string{"Dockerfile": `ARG BASE
+FROM ${BASE}
+RUN --mount=type=cache,target=/cache,id=deps echo "downloaded once" > /cache/stamp && mkdir -p /cache/sub && echo nested > /cache/sub/file
+RUN --mount=type=cache,target=/root/.cache echo "by target" > /root/.cache/t
+`})
+	if r := e.build(t, t.TempDir(), "--cache-mounts-to", saved, first); r.code != 0 {
+		t.Fatal(r.stderr)
+	}
+	second := writeContext(t, map[string]string{"Dockerfile": `ARG BASE
+FROM ${BASE}
+RUN --mount=type=cache,target=/c,id=deps cat /c/stamp /c/sub/file > /seen
+RUN --mount=type=cache,target=/root/.cache cp /root/.cache/t /seen-target
+`})
+	ref := e.registry + "/e2e/cachemounts:v1"
+	fresh := t.TempDir()
+	if r := e.build(t, fresh, "--cache-mounts-from", saved, "-t", ref, "--push", second); r.code != 0 {
+		t.Fatal(r.stderr)
+	}
+	fs := files(t, pull(t, ref))
+	if fs["seen"] != "downloaded once\nnested\n" || fs["seen-target"] != "by target\n" {
+		t.Errorf("fresh state dir saw %q and %q in its cache mounts", fs["seen"], fs["seen-target"])
+	}
+	// Importing again into a state dir that has the mounts keeps its own.
+	if r := e.build(t, fresh, "--cache-mounts-from", saved, second); r.code != 0 {
+		t.Fatal(r.stderr)
+	}
+}

@@ -17,10 +17,14 @@ type cacheFlags struct {
 	from          []string
 	to            []string
 	gcKeepStorage string
+	mountsFrom    string
+	mountsTo      string
 }
 
 func (c *cacheFlags) addFlags(f *pflag.FlagSet) {
 	f.StringArrayVar(&c.from, "cache-from", nil, `cache source "type=registry,ref=REF" or "type=local,src=DIR"; a bare REF means type=registry (repeatable)`)
+	f.StringVar(&c.mountsFrom, "cache-mounts-from", "", "start RUN --mount=type=cache mounts from the contents saved in DIR (by --cache-mounts-to) when the state dir lacks them")
+	f.StringVar(&c.mountsTo, "cache-mounts-to", "", "save the contents of RUN --mount=type=cache mounts to DIR when the build ends")
 	f.StringVar(&c.gcKeepStorage, "gc-keep-storage", "", `after the build, trim the state dir's build cache to this size, e.g. "10GB"; "off" disables (default: 10% of the disk, 2 GB to 20 GB)`)
 	f.StringArrayVar(&c.to, "cache-to", nil, `cache destination "type=registry,ref=REF[,mode=min|max]", "type=local,dest=DIR[,mode=min|max]" or "type=inline" (repeatable)`)
 }
@@ -70,7 +74,7 @@ func (c *cacheFlags) gcConfig() (cache.GCConfig, error) {
 // by apply, which runs first.
 func (c *cacheFlags) builderOptions() []builder.Option {
 	gc, _ := c.gcConfig()
-	return []builder.Option{builder.WithGC(gc)}
+	return []builder.Option{builder.WithGC(gc), builder.WithCacheMounts(c.mountsFrom, c.mountsTo)}
 }
 
 // parseCacheEntry parses one buildx-style --cache-from/--cache-to value and
