@@ -14,6 +14,7 @@ import (
 	"github.com/containerd/containerd/v2/plugins/snapshots/native"
 	"github.com/containerd/containerd/v2/plugins/snapshots/overlay"
 	"github.com/containerd/containerd/v2/plugins/snapshots/overlay/overlayutils"
+	fuseoverlayfs "github.com/containerd/fuse-overlayfs-snapshotter/v2"
 	"github.com/moby/buildkit/cache/remotecache"
 	inlineremotecache "github.com/moby/buildkit/cache/remotecache/inline"
 	localremotecache "github.com/moby/buildkit/cache/remotecache/local"
@@ -182,8 +183,10 @@ func (e *embedded) close() error {
 }
 
 // snapshotterFactory picks overlayfs where the kernel supports it on the state
-// dir's filesystem and falls back to native (full copies, slow but works
-// anywhere), like buildkitd's "auto".
+// dir's filesystem (in a user namespace too, from Linux 5.11), else
+// fuse-overlayfs where its binary and /dev/fuse are there (rootless on older
+// kernels), else native (full copies, slow but works anywhere), like
+// buildkitd's "auto".
 func snapshotterFactory(root, name string) (string, runc.SnapshotterFactory, error) {
 	if err := os.MkdirAll(root, 0o700); err != nil {
 		return "", runc.SnapshotterFactory{}, fmt.Errorf("creating state dir: %w", err)
@@ -192,6 +195,8 @@ func snapshotterFactory(root, name string) (string, runc.SnapshotterFactory, err
 		name = "native"
 		if err := overlayutils.Supported(root); err == nil {
 			name = "overlayfs"
+		} else if err := fuseoverlayfs.Supported(root); err == nil {
+			name = "fuse-overlayfs"
 		}
 	}
 	switch name {
@@ -199,9 +204,13 @@ func snapshotterFactory(root, name string) (string, runc.SnapshotterFactory, err
 		return name, runc.SnapshotterFactory{Name: name, New: func(root string) (snapshots.Snapshotter, error) {
 			return overlay.NewSnapshotter(root, overlay.AsynchronousRemove)
 		}}, nil
+	case "fuse-overlayfs":
+		return name, runc.SnapshotterFactory{Name: name, New: func(root string) (snapshots.Snapshotter, error) {
+			return fuseoverlayfs.NewSnapshotter(root)
+		}}, nil
 	case "native":
 		return name, runc.SnapshotterFactory{Name: name, New: native.NewSnapshotter}, nil
 	default:
-		return "", runc.SnapshotterFactory{}, fmt.Errorf("unknown snapshotter %q (want auto, overlayfs or native)", name)
+		return "", runc.SnapshotterFactory{}, fmt.Errorf("unknown snapshotter %q (want auto, overlayfs, fuse-overlayfs or native)", name)
 	}
 }
