@@ -17,6 +17,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/google/go-containerregistry/pkg/logs"
 	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
 )
 
@@ -71,6 +72,14 @@ func (e *LocationRefusedError) Error() string {
 // status codes. Refusals (401, 403, digest mismatches, refused locations)
 // fail at once.
 func retryable(err error) bool {
+	if !isRetryable(err) {
+		return false
+	}
+	logs.Warn.Printf("retrying: %v", err)
+	return true
+}
+
+func isRetryable(err error) bool {
 	var dm *DigestMismatchError
 	var lr *LocationRefusedError
 	if errors.As(err, &dm) || errors.As(err, &lr) {

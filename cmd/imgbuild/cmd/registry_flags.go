@@ -6,6 +6,8 @@ import (
 	"strings"
 
 	"github.com/google/go-containerregistry/pkg/authn"
+	"github.com/google/go-containerregistry/pkg/logs"
+	"github.com/sirupsen/logrus"
 	"github.com/spf13/pflag"
 
 	"github.com/imgbuild/imgbuild/pkg/builder"
@@ -142,4 +144,17 @@ func (r *registryFlags) builderOptions() []builder.Option {
 		opts = append(opts, builder.WithRegistryHosts(pull))
 	}
 	return opts
+}
+
+// routeRegistryLogs sends go-containerregistry's warnings (retries) to log
+// at warn level and, when log is at debug level, its debug log (requests
+// and responses, with credentials and token bodies redacted by ggcr) at
+// debug level.
+func routeRegistryLogs(log *logrus.Logger) {
+	logs.Warn.SetFlags(0) // logrus adds the time
+	logs.Warn.SetOutput(log.WriterLevel(logrus.WarnLevel))
+	if log.IsLevelEnabled(logrus.DebugLevel) {
+		logs.Debug.SetFlags(0)
+		logs.Debug.SetOutput(log.WriterLevel(logrus.DebugLevel))
+	}
 }

@@ -120,6 +120,7 @@ func (ro *rootOptions) setupLogging(w io.Writer) error {
 	ro.log.SetOutput(w)
 	ro.log.SetLevel(lvl)
 	ro.log.SetFormatter(f)
+	routeRegistryLogs(ro.log)
 
 	// BuildKit's own logs: warnings and worse unless the user asked for
 	// debug, minus the warning it prints on every build for lack of a
