@@ -482,3 +482,33 @@ func TestRegistryPullFaultsE2E(t *testing.T) {
 		t.Errorf("%d blob downloads, want the failed one retried", p.Count("GET blob"))
 	}
 }
+
+// TestRegistryCacheAuthE2E exports and imports a registry build cache on a
+// password-protected TLS registry: the same keychain and CA settings serve
+// the cache as pulls and pushes.
+func TestRegistryCacheAuthE2E(t *testing.T) {
+	e := setup(t)
+	s := startSecure(t)
+	auth := base64.StdEncoding.EncodeToString([]byte(s.user + ":" + s.pass))
+	env := []string{"DOCKER_CONFIG=" + dockerConfig(t, fmt.Sprintf(`{"auths":{%q:{"auth":%q}}}`, s.reg.Addr, auth))}
+	cert := "--registry-certificate=" + s.reg.Addr + "=" + s.reg.CAFile
+	// The RUN step's output is random: only the cache can reproduce it.
+	ctxDir := writeContext(t, map[string]string{"Dockerfile": "ARG BASE\nFROM $BASE\nRUN head -c 32 /dev/urandom > /random\n"})
+	cacheRef := s.reg.Addr + "/cache/app:buildcache"
+
+	first := s.build(t, e, env, cert, "--cache-to", "type=registry,ref="+cacheRef+",mode=max", ctxDir)
+	if first.code != 0 {
+		t.Fatalf("build exporting the cache failed (exit %d)", first.code)
+	}
+	// A fresh state dir: only the registry cache can give the same digest.
+	r := s.build(t, e, env, cert, "--cache-from", "type=registry,ref="+cacheRef, ctxDir)
+	if r.code != 0 {
+		t.Fatalf("build importing the cache failed (exit %d)", r.code)
+	}
+	if r.stdout != first.stdout {
+		t.Errorf("rebuild gave %s, want %s from the registry cache", strings.TrimSpace(r.stdout), strings.TrimSpace(first.stdout))
+	}
+	if strings.Contains(r.stderr, s.pass) || strings.Contains(r.stderr, auth) {
+		t.Error("a credential appears in the output")
+	}
+}
