@@ -117,6 +117,23 @@ func TestPushFaults(t *testing.T) {
 			}
 		},
 	}, {
+		name: "503 twice on manifest PUT",
+		fault: func(*testutil.FaultProxy) fault {
+			return func(w http.ResponseWriter, r *http.Request, n int) bool {
+				if testutil.RequestKind(r) == "PUT manifest" && n <= 2 {
+					_, _ = io.Copy(io.Discard, r.Body)
+					http.Error(w, "unavailable", http.StatusServiceUnavailable)
+					return true
+				}
+				return false
+			}
+		},
+		check: func(t *testing.T, p *testutil.FaultProxy, _ time.Duration) {
+			if got := p.Count("PUT manifest"); got < 3 {
+				t.Errorf("%d manifest PUTs, want at least 3 (two refused, then retried)", got)
+			}
+		},
+	}, {
 		name: "connection reset half-way through a blob upload",
 		fault: func(*testutil.FaultProxy) fault {
 			return func(w http.ResponseWriter, r *http.Request, n int) bool {
