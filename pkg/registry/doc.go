@@ -4,6 +4,14 @@
 // (OCI layout directory, OCI tarball, docker-archive tarball), and serves a
 // small registry that keeps its content on disk across restarts ([NewServer]).
 //
+// It also holds imgbuild's one identity: [NewKeychain] (docker config,
+// $REGISTRY_AUTH_FILE and the ECR, Google, ACR and GHCR keychains), used for
+// pulls and pushes alike, and [Login]/[Logout] for docker's config.json.
+// Pushes go through per-registry TLS settings ([HostConfig]), retry
+// temporary failures honouring Retry-After, refuse upload locations aimed at
+// internal addresses, check the digests the registry reports
+// ([DigestMismatchError]) and read every tag back.
+//
 // It uses go-containerregistry only and never imports BuildKit: the builder
 // hands over images as ggcr values, whatever produced them.
 package registry
