@@ -21,7 +21,6 @@ import (
 	registryremotecache "github.com/moby/buildkit/cache/remotecache/registry"
 	bkclient "github.com/moby/buildkit/client"
 	"github.com/moby/buildkit/control"
-	"github.com/moby/buildkit/executor/oci"
 	"github.com/moby/buildkit/frontend"
 	dockerfile "github.com/moby/buildkit/frontend/dockerfile/builder"
 	"github.com/moby/buildkit/frontend/gateway"
@@ -31,7 +30,6 @@ import (
 	"github.com/moby/buildkit/solver/bboltcachestorage"
 	"github.com/moby/buildkit/util/db/boltutil"
 	"github.com/moby/buildkit/util/grpcerrors"
-	"github.com/moby/buildkit/util/network/netproviders"
 	"github.com/moby/buildkit/worker"
 	"github.com/moby/buildkit/worker/base"
 	"github.com/moby/buildkit/worker/runc"
@@ -82,8 +80,7 @@ func startEmbedded(ctx context.Context, o *options) (*embedded, error) {
 		}
 		return sn, err
 	}
-	wopt, err := runc.NewWorkerOpt(o.root, snFactory, InUserNamespace(), oci.ProcessSandbox, nil, nil,
-		netproviders.Opt{Mode: "host"}, nil, o.runc, "", false, nil, "", "", nil)
+	wopt, err := newWorkerOpt(o.root, snFactory, InUserNamespace(), o.runc)
 	if err != nil {
 		return nil, fmt.Errorf("creating runc worker: %w", err)
 	}

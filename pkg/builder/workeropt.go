@@ -1,0 +1,166 @@
+//go:build linux
+
+package builder
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"strconv"
+	"sync"
+
+	"github.com/containerd/containerd/v2/core/diff/apply"
+	ctdmetadata "github.com/containerd/containerd/v2/core/metadata"
+	ctdsnapshot "github.com/containerd/containerd/v2/core/snapshots"
+	"github.com/containerd/containerd/v2/plugins/content/local"
+	"github.com/containerd/containerd/v2/plugins/diff/walking"
+	"github.com/containerd/platforms"
+	"github.com/moby/buildkit/cache/metadata"
+	"github.com/moby/buildkit/executor/oci"
+	"github.com/moby/buildkit/executor/resources"
+	"github.com/moby/buildkit/executor/runcexecutor"
+	containerdsnapshot "github.com/moby/buildkit/snapshot/containerd"
+	"github.com/moby/buildkit/solver/pb"
+	"github.com/moby/buildkit/util/db/boltutil"
+	"github.com/moby/buildkit/util/leaseutil"
+	"github.com/moby/buildkit/util/network"
+	"github.com/moby/buildkit/util/network/proxyprovider"
+	"github.com/moby/buildkit/util/winlayers"
+	"github.com/moby/buildkit/worker/base"
+	wlabel "github.com/moby/buildkit/worker/label"
+	"github.com/moby/buildkit/worker/runc"
+	ocispecs "github.com/opencontainers/image-spec/specs-go/v1"
+	bolt "go.etcd.io/bbolt"
+)
+
+// newWorkerOpt is runc.NewWorkerOpt for host networking, except that the
+// network proxy provider (used only by RUN steps under a network proxy
+// policy) is created on first use: creating it generates a 2048-bit RSA CA
+// key, which was a third of the CPU time of a no-change rebuild.
+func newWorkerOpt(root string, snFactory runc.SnapshotterFactory, rootless bool, binary string) (base.WorkerOpt, error) {
+	var opt base.WorkerOpt
+	root = filepath.Join(root, "runc-"+snFactory.Name)
+	if err := os.MkdirAll(root, 0o700); err != nil {
+		return opt, err
+	}
+	host := network.NewHostProvider()
+	np := map[pb.NetMode]network.Provider{
+		pb.NetMode_UNSET: host,
+		pb.NetMode_HOST:  host,
+		pb.NetMode_NONE:  network.NewNoneProvider(),
+	}
+	pp := &lazyProxyProvider{opt: proxyprovider.Opt{EgressProviders: map[pb.NetMode]network.Provider{
+		pb.NetMode_UNSET: host,
+		pb.NetMode_HOST:  host,
+	}}}
+	var cmds []string
+	if binary != "" {
+		cmds = append(cmds, binary)
+	}
+	rm, err := resources.NewMonitor()
+	if err != nil {
+		return opt, err
+	}
+	exe, err := runcexecutor.New(runcexecutor.Opt{
+		Root:              filepath.Join(root, "executor"),
+		CommandCandidates: cmds,
+		Rootless:          rootless,
+		ProcessMode:       oci.ProcessSandbox,
+		ResourceMonitor:   rm,
+		ProxyProvider:     pp,
+	}, np)
+	if err != nil {
+		return opt, err
+	}
+	s, err := snFactory.New(filepath.Join(root, "snapshots"))
+	if err != nil {
+		return opt, err
+	}
+	localstore, err := local.NewStore(filepath.Join(root, "content"))
+	if err != nil {
+		return opt, err
+	}
+	db, err := boltutil.Open(filepath.Join(root, "containerdmeta.db"), 0o644, &bolt.Options{
+		FreelistType:   bolt.FreelistMapType,
+		NoFreelistSync: true,
+	})
+	if err != nil {
+		return opt, err
+	}
+	mdb := ctdmetadata.NewDB(db, localstore, map[string]ctdsnapshot.Snapshotter{snFactory.Name: s})
+	if err := mdb.Init(context.TODO()); err != nil {
+		return opt, err
+	}
+	c := containerdsnapshot.NewContentStore(mdb.ContentStore(), "buildkit")
+	id, err := base.ID(root)
+	if err != nil {
+		return opt, err
+	}
+	hostname, err := os.Hostname()
+	if err != nil {
+		hostname = "unknown"
+	}
+	md, err := metadata.NewStore(filepath.Join(root, "metadata_v2.db"))
+	if err != nil {
+		return opt, err
+	}
+	return base.WorkerOpt{
+		ID:   id,
+		Root: root,
+		Labels: map[string]string{
+			wlabel.Executor:       "oci",
+			wlabel.Snapshotter:    snFactory.Name,
+			wlabel.Hostname:       hostname,
+			wlabel.Network:        "host",
+			wlabel.OCIProcessMode: oci.ProcessSandbox.String(),
+			wlabel.SELinuxEnabled: strconv.FormatBool(false),
+		},
+		MetadataStore:    md,
+		ContentMetadata:  db,
+		NetworkProviders: np,
+		ProxyProvider:    pp,
+		Executor:         exe,
+		Snapshotter:      containerdsnapshot.NewSnapshotter(snFactory.Name, mdb.Snapshotter(snFactory.Name), "buildkit", nil),
+		ContentStore:     c,
+		Applier:          winlayers.NewFileSystemApplierWithWindows(c, apply.NewFileSystemApplier(c)),
+		Differ:           winlayers.NewWalkingDiffWithWindows(c, walking.NewWalkingDiff(c)),
+		Platforms:        []ocispecs.Platform{platforms.Normalize(platforms.DefaultSpec())},
+		LeaseManager:     leaseutil.WithNamespace(ctdmetadata.NewLeaseManager(mdb), "buildkit"),
+		GarbageCollect:   mdb.GarbageCollect,
+		MountPoolRoot:    filepath.Join(root, "cachemounts"),
+		ResourceMonitor:  rm,
+	}, nil
+}
+
+// lazyProxyProvider creates BuildKit's proxy provider on first use. Close
+// before any use means it is never created.
+type lazyProxyProvider struct {
+	opt  proxyprovider.Opt
+	once sync.Once
+	p    network.ProxyProvider
+	err  error
+}
+
+var _ network.ProxyProvider = (*lazyProxyProvider)(nil)
+
+// NewProxy implements network.ProxyProvider.
+func (l *lazyProxyProvider) NewProxy(ctx context.Context, cfg *network.ProxyConfig) (network.ProxyNamespace, error) {
+	l.once.Do(func() { l.p, l.err = proxyprovider.New(l.opt) })
+	if l.err != nil {
+		return nil, l.err
+	}
+	if l.p == nil {
+		return nil, errors.New("proxy network provider is closed")
+	}
+	return l.p.NewProxy(ctx, cfg)
+}
+
+// Close implements network.ProxyProvider.
+func (l *lazyProxyProvider) Close() error {
+	l.once.Do(func() {}) // no provider after Close
+	if l.p == nil {
+		return nil
+	}
+	return l.p.Close()
+}
