@@ -36,9 +36,10 @@ type SecureRegistryOptions struct {
 
 // SecureRegistry is a real distribution registry with authentication or TLS.
 type SecureRegistry struct {
-	// Addr is "HOST:PORT". With TLS, HOST is this machine's host name (it
-	// must resolve to loopback): go-containerregistry, like docker, talks
-	// plain HTTP to 127.0.0.1 and localhost whatever the server speaks.
+	// Addr is "HOST:PORT". With TLS, HOST is this machine's host name, or
+	// 0.0.0.0 where that does not resolve to loopback: go-containerregistry,
+	// like docker, talks plain HTTP to 127.0.0.1 and localhost whatever the
+	// server speaks.
 	Addr string
 	// CAFile is the PEM file of the CA that signed the server certificate
 	// ("" without TLS); CAPool holds the same CA.
@@ -78,9 +79,7 @@ func StartSecureRegistry(t testing.TB, opts SecureRegistryOptions) *SecureRegist
 	reg := &SecureRegistry{Dir: dir}
 	host := "127.0.0.1"
 	if opts.TLS {
-		h, err := os.Hostname()
-		Require(t, err == nil && resolvesToLoopback(h), "host name %q must resolve to a loopback address (/etc/hosts) for the TLS registry test", h)
-		host = h
+		host = tlsHost()
 		caFile, pool, err := makeCerts(dir, host)
 		if err != nil {
 			t.Fatalf("making certificates: %v", err)
@@ -143,10 +142,20 @@ func StartSecureRegistry(t testing.TB, opts SecureRegistryOptions) *SecureRegist
 func readyURL(addr string, client *http.Client) string {
 	if client != nil {
 		_, port, _ := net.SplitHostPort(addr)
-		h, _ := os.Hostname()
-		return "https://" + net.JoinHostPort(h, port) + "/v2/"
+		return "https://" + net.JoinHostPort(tlsHost(), port) + "/v2/"
 	}
 	return "http://" + addr + "/v2/"
+}
+
+// tlsHost names the loopback TLS registry so that clients use HTTPS:
+// go-containerregistry and BuildKit talk plain HTTP to 127.0.0.0/8 and
+// localhost. The machine's host name serves where it resolves to loopback;
+// else 0.0.0.0, which Linux connects to the local host.
+func tlsHost() string {
+	if h, err := os.Hostname(); err == nil && resolvesToLoopback(h) {
+		return h
+	}
+	return "0.0.0.0"
 }
 
 func resolvesToLoopback(host string) bool {
@@ -201,7 +210,7 @@ func makeCerts(dir, host string) (caFile string, pool *x509.CertPool, err error)
 			SerialNumber: big.NewInt(serial),
 			Subject:      pkix.Name{CommonName: host},
 			DNSNames:     []string{host},
-			IPAddresses:  []net.IP{net.IPv4(127, 0, 0, 1)},
+			IPAddresses:  []net.IP{net.IPv4(127, 0, 0, 1), net.IPv4zero},
 			NotBefore:    now.Add(-time.Hour),
 			NotAfter:     now.Add(24 * time.Hour),
 			KeyUsage:     x509.KeyUsageDigitalSignature,
