@@ -52,6 +52,7 @@ type DigestMismatchError struct {
 	Served   string // digest the registry reported
 }
 
+// Error implements error.
 func (e *DigestMismatchError) Error() string {
 	return fmt.Sprintf("registry %s reports digest %s for content whose digest is %s", e.Registry, e.Served, e.Sent)
 }
@@ -63,6 +64,7 @@ type LocationRefusedError struct {
 	Location string
 }
 
+// Error implements error.
 func (e *LocationRefusedError) Error() string {
 	return fmt.Sprintf("registry %s sent upload location %s, a link-local or private address of another host; refused", e.Registry, e.Location)
 }

@@ -111,6 +111,8 @@ func (k authFileKeychain) ResolveContext(_ context.Context, target authn.Resourc
 	return k.Resolve(target)
 }
 
+var _ authn.ContextKeychain = authFileKeychain{}
+
 // Login records credentials for server in docker's config.json
 // ($DOCKER_CONFIG, else ~/.docker), through the configured credential store
 // or helper when there is one, as `docker login` does. It returns the file
