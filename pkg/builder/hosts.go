@@ -1,6 +1,7 @@
 package builder
 
 import (
+	"net"
 	"net/http"
 	"sync"
 
@@ -53,7 +54,16 @@ func registryHosts(o *options) docker.RegistryHosts {
 		for k, v := range cfg {
 			m[k] = v
 		}
-		m[host] = cfg[host]
+		c, ok := cfg[host]
+		if !ok {
+			// An entry without a port matches the host on any port, as
+			// for pushes.
+			if h, _, err := net.SplitHostPort(host); err == nil {
+				c = cfg[h]
+				noFallback[host] = noFallback[h]
+			}
+		}
+		m[host] = c
 		hs, err := resolver.NewRegistryConfig(m)(host)
 		if err != nil {
 			return nil, err
