@@ -247,10 +247,11 @@ func (b *Builder) Build(ctx context.Context, req Request) (*Result, error) {
 	if err != nil {
 		return nil, fmt.Errorf("Dockerfile directory: %w", err)
 	}
-	store, err := local.NewStore(b.images)
+	ls, err := local.NewStore(b.images)
 	if err != nil {
 		return nil, fmt.Errorf("opening image store: %w", err)
 	}
+	store := &linkingStore{Store: ls, from: filepath.Join(b.opts.root, "runc-"+b.bk.snapshotter, "content"), to: b.images}
 
 	attachables := []session.Attachable{authProvider(b.opts.keychain)}
 	if len(req.Secrets) > 0 {
