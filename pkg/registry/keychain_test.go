@@ -158,3 +158,42 @@ func TestKeychainGoogleMetadata(t *testing.T) {
 		t.Errorf("got password %q, want the metadata server's token (requests: %v)", c.Password, paths)
 	}
 }
+
+// TestLoginLogout writes and removes credentials the way docker does, Docker
+// Hub under its legacy key, and reads them back through the keychain.
+func TestLoginLogout(t *testing.T) {
+	isolateEnv(t)
+	file, err := Login("docker.io", "hubuser", "hubpass")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(cfg), `"https://index.docker.io/v1/"`) || !strings.Contains(string(cfg), b64("hubuser:hubpass")) {
+		t.Errorf("config.json does not hold Docker Hub's credentials under its legacy key:\n%s", cfg)
+	}
+	if _, err := Login("reg.example.com:5000", "u", "p"); err != nil {
+		t.Fatal(err)
+	}
+	kc := NewKeychain()
+	if c := resolve(t, kc, "index.docker.io"); c.Username != "hubuser" || c.Password != "hubpass" {
+		t.Errorf("Docker Hub: got %q/%q", c.Username, c.Password)
+	}
+	if c := resolve(t, kc, "reg.example.com:5000"); c.Username != "u" || c.Password != "p" {
+		t.Errorf("reg.example.com:5000: got %q/%q", c.Username, c.Password)
+	}
+	for _, server := range []string{"index.docker.io", "reg.example.com:5000"} {
+		had, err := Logout(server)
+		if err != nil || !had {
+			t.Errorf("Logout(%s) = %v, %v; want true, nil", server, had, err)
+		}
+		if had, _ := Logout(server); had {
+			t.Errorf("second Logout(%s) found credentials", server)
+		}
+	}
+	if c := resolve(t, NewKeychain(), "index.docker.io"); c.Username != "" {
+		t.Errorf("credentials left after logout: %q", c.Username)
+	}
+}

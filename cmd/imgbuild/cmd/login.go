@@ -21,16 +21,16 @@ type loginOptions struct {
 func newLoginCmd() *cobra.Command {
 	lo := &loginOptions{}
 	cmd := &cobra.Command{
-		Use:   "login [flags] SERVER",
+		Use:   "login [flags] [SERVER]",
 		Short: "Log in to a registry",
 		Long: `Check a user name and password against a registry and store them in docker's
 config.json ($DOCKER_CONFIG, else ~/.docker), through its credential store or
 helper when one is configured, as docker login does. imgbuild build then
-uses them for pulls and pushes.`,
+uses them for pulls and pushes. SERVER defaults to Docker Hub.`,
 		Example: `  echo "$REGISTRY_PASSWORD" | imgbuild login -u ci --password-stdin registry.example.com`,
-		Args:    cobra.ExactArgs(1),
+		Args:    cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return runLogin(cmd, lo, args[0])
+			return runLogin(cmd, lo, serverArg(args))
 		},
 	}
 	f := cmd.Flags()
@@ -76,22 +76,32 @@ func runLogin(cmd *cobra.Command, lo *loginOptions, server string) error {
 
 func newLogoutCmd() *cobra.Command {
 	return &cobra.Command{
-		Use:     "logout SERVER",
+		Use:     "logout [SERVER]",
 		Short:   "Log out of a registry",
-		Long:    "Remove a registry's credentials from docker's config.json and its credential store.",
+		Long:    "Remove a registry's credentials from docker's config.json and its credential store. SERVER defaults to Docker Hub.",
 		Example: "  imgbuild logout registry.example.com",
-		Args:    cobra.ExactArgs(1),
+		Args:    cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			had, err := registry.Logout(args[0])
+			server := serverArg(args)
+			had, err := registry.Logout(server)
 			if err != nil {
 				return err
 			}
 			if !had {
-				fmt.Fprintf(cmd.ErrOrStderr(), "Not logged in to %s\n", args[0])
+				fmt.Fprintf(cmd.ErrOrStderr(), "Not logged in to %s\n", server)
 				return nil
 			}
-			fmt.Fprintf(cmd.ErrOrStderr(), "Removed credentials for %s\n", args[0])
+			fmt.Fprintf(cmd.ErrOrStderr(), "Removed credentials for %s\n", server)
 			return nil
 		},
 	}
+}
+
+// serverArg is the registry named on the command line, Docker Hub by
+// default, as for docker login.
+func serverArg(args []string) string {
+	if len(args) == 0 {
+		return "index.docker.io"
+	}
+	return args[0]
 }
