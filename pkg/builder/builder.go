@@ -31,9 +31,13 @@ import (
 // Builder builds Dockerfiles on an embedded BuildKit. It holds the state
 // dir's lock from [New] until [Builder.Close].
 type Builder struct {
-	opts    options
-	lock    *cache.Lock
-	bk      *embedded
+	opts options
+	lock *cache.Lock
+	bk   *embedded
+	// shared serves bk to other processes on the state dir (nil if not).
+	shared *sharedServer
+	// joined is set when bk is another process's controller.
+	joined  bool
 	images  string // content store the OCI exporter writes images into
 	runcVer string
 }
@@ -66,14 +70,20 @@ func New(ctx context.Context, root string, opts ...Option) (*Builder, error) {
 	}
 	o.runc = runcPath
 
-	lock, err := cache.Acquire(ctx, root, cache.LockOptions{
-		Wait: o.waitForLock,
-		OnWait: func(h cache.Holder) {
-			o.log.Infof("waiting for state dir %s, in use by pid %d (%s) since %s", root, h.PID, h.Command, h.Since.Format("15:04:05"))
-		},
-	})
+	lock, joined, err := acquireOrJoin(ctx, &o)
 	if err != nil {
 		return nil, err
+	}
+	if joined != nil {
+		processDefaults()
+		// The owner resolved the same setting on the same state dir.
+		sn, _, err := snapshotterFactory(root, o.snapshotter)
+		if err != nil {
+			joined.Close()
+			return nil, err
+		}
+		return &Builder{opts: o, bk: &embedded{client: joined, snapshotter: sn}, joined: true,
+			images: filepath.Join(root, "images"), runcVer: ver}, nil
 	}
 	processDefaults()
 	if InUserNamespace() {
@@ -94,8 +104,14 @@ func New(ctx context.Context, root string, opts ...Option) (*Builder, error) {
 			return nil, err
 		}
 	}
+	var shared *sharedServer
+	if shareable(&o) {
+		if shared, err = serveShared(bk, root, socketPath(&o)); err != nil {
+			o.log.WithError(err).Warn("other builds on this state dir will wait instead of sharing it")
+		}
+	}
 	o.log.WithFields(logrus.Fields{"root": root, "snapshotter": bk.snapshotter, "runc": runcPath, "runc-version": ver}).Debug("embedded BuildKit started")
-	return &Builder{opts: o, lock: lock, bk: bk, images: filepath.Join(root, "images"), runcVer: ver}, nil
+	return &Builder{opts: o, lock: lock, bk: bk, shared: shared, images: filepath.Join(root, "images"), runcVer: ver}, nil
 }
 
 // processDefaults applies the process-wide settings buildkitd applies at
@@ -110,9 +126,22 @@ func processDefaults() {
 // Close saves cache mounts (see [WithCacheMounts]), collects garbage as the
 // GC policy says (see [WithGC]), stops the embedded controller and releases
 // the state dir.
+//
+// A process that joined another's state dir only disconnects. The owner first
+// waits until no joined build is connected.
 func (b *Builder) Close() error {
+	if b.joined {
+		return b.bk.client.Close()
+	}
+	if b.shared != nil {
+		b.shared.drain()
+	}
 	b.closing()
 	err := b.bk.close()
+	if b.shared != nil {
+		// Removed before unlocking, so a socket is never left behind.
+		err = errors.Join(err, b.shared.close())
+	}
 	if rerr := b.lock.Release(); err == nil {
 		err = rerr
 	}
@@ -269,7 +298,7 @@ func (b *Builder) Build(ctx context.Context, req Request) (*Result, error) {
 		Exports: []client.ExportEntry{{
 			Type:        client.ExporterOCI,
 			Attrs:       exportAttrs(req),
-			OutputStore: store,
+			OutputStore: processStore{store},
 		}},
 		Session:      attachables,
 		CacheImports: cacheEntries(req.CacheImports),

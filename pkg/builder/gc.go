@@ -135,6 +135,11 @@ func (b *Builder) Prune(ctx context.Context, opts cache.PruneOptions) ([]cache.U
 			return removed, 0, fmt.Errorf("pruning build cache: %w", err)
 		}
 	}
+	if b.joined {
+		// Builds of other processes may be reading the image store; its
+		// owner prunes it when the last one is done.
+		return removed, 0, nil
+	}
 	freed, err := cache.PruneImages(b.opts.root, cache.ImagePruneOptions{All: opts.All, OlderThan: opts.KeepDuration})
 	return removed, freed, err
 }

@@ -1,0 +1,108 @@
+package cmd
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/imgbuild/imgbuild/pkg/cache"
+)
+
+// TestCacheSharedStateDir runs 8 builds of different Dockerfiles on one state
+// dir, four at once and four more as soon as one of those is done. They share the base image
+// and a first RUN step whose output differs on every run: all must succeed,
+// build that step once (one layer digest across all images, CACHED in the
+// later ones), and leave no process, socket or mount behind.
+func TestCacheSharedStateDir(t *testing.T) {
+	e := setup(t)
+	root := t.TempDir()
+	const n = 8
+	results := make([]result, n)
+	refs := make([]string, n)
+	var wg sync.WaitGroup
+	firstDone := make(chan struct{})
+	var once sync.Once
+	for i := range n {
+		dir := writeContext(t, map[string]string{
+			"Dockerfile": fmt.Sprintf(`ARG BASE
+FROM ${BASE}
+RUN echo "shared $(date +%%s%%N)" > /shared && sleep 0.3
+RUN echo "build %d" > /own
+COPY own.txt /own.txt
+`, i),
+			"own.txt": fmt.Sprintf("file %d\n", i),
+		})
+		refs[i] = fmt.Sprintf("%s/e2e/shared-%d:v1", e.registry, i)
+		if i == n/2 {
+			// The second wave starts once a build of the first is done, so
+			// it finds the shared step in the cache, while the others of the
+			// first wave may still run.
+			select {
+			case <-firstDone:
+			case <-time.After(time.Minute):
+			}
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			results[i] = e.build(t, root, "-t", refs[i], "--push", dir)
+			once.Do(func() { close(firstDone) })
+		}()
+	}
+	wg.Wait()
+
+	var joined, cached int
+	var sharedLayer string
+	for i, r := range results {
+		if r.code != 0 {
+			t.Errorf("build %d failed:\n%s", i, r.stderr)
+			continue
+		}
+		if strings.Contains(r.stderr, "sharing state dir") {
+			joined++
+		}
+		if i >= n/2 && stepCached(t, r.stderr, `RUN echo "shared`) {
+			cached++
+		}
+		img := pull(t, refs[i])
+		layers := layerDigests(t, refs[i])
+		if len(layers) != 4 {
+			t.Fatalf("image %d has %d layers, want 4", i, len(layers))
+		}
+		if sharedLayer == "" {
+			sharedLayer = layers[1].String()
+		} else if layers[1].String() != sharedLayer {
+			t.Errorf("build %d ran the shared RUN step again: layer %s, want %s", i, layers[1], sharedLayer)
+		}
+		if got := files(t, img)["own.txt"]; got != fmt.Sprintf("file %d\n", i) {
+			t.Errorf("image %d has own.txt %q", i, got)
+		}
+	}
+	t.Logf("%d of %d builds joined another's state dir; %d of the second wave showed the shared step CACHED", joined, n, cached)
+	if joined == 0 {
+		t.Error("no build joined the state dir's owner: they ran one after the other")
+	}
+	if cached == 0 {
+		t.Error("no build of the second wave reused the shared step from the cache")
+	}
+
+	// The last one out closed the shared controller: nothing is left and the
+	// state dir is free.
+	assertNothingLeft(t, e, root)
+	socks, _ := filepath.Glob(filepath.Join(root, "*.sock"))
+	if len(socks) != 0 {
+		t.Errorf("sockets left behind: %v", socks)
+	}
+	lock, err := cache.Acquire(t.Context(), root, cache.LockOptions{})
+	if err != nil {
+		t.Fatalf("state dir still locked after all builds: %v", err)
+	}
+	lock.Release()
+	if _, err := os.Stat(filepath.Join(root, "images")); err != nil {
+		t.Error(err)
+	}
+}

@@ -1,0 +1,274 @@
+//go:build linux
+
+package builder
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"net"
+	"os"
+	"path/filepath"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/containerd/containerd/v2/core/content"
+	bkclient "github.com/moby/buildkit/client"
+
+	"github.com/imgbuild/imgbuild/pkg/cache"
+)
+
+// How processes share a state dir (see pkg/cache's package doc for the
+// design): the lock holder serves its controller on a unix socket in the
+// state dir; later processes with the same worker settings build through it.
+
+// maxSocketPath is the longest unix socket path Linux accepts (sun_path is
+// 108 bytes, NUL included).
+const maxSocketPath = 107
+
+// joinPoll is how often a process that cannot take the lock retries joining
+// or locking.
+const joinPoll = 100 * time.Millisecond
+
+// pingTimeout bounds the check that a socket's owner is serving.
+const pingTimeout = 5 * time.Second
+
+// errOwnerClosing means a socket's owner accepted the connection but is no
+// longer taking builds: it will release the lock shortly.
+var errOwnerClosing = errors.New("state dir owner is shutting down")
+
+// socketPath is the unix socket a lock holder with o's worker settings serves
+// on. The name carries a digest of the settings that shape the worker (runc,
+// snapshotter, registry hosts, frontends, GC), so a process only joins an
+// owner that would build exactly as it would itself; a process with other
+// settings waits for the lock instead. "" means the path is too long to share.
+func socketPath(o *options) string {
+	insecure := slices.Clone(o.insecure)
+	slices.Sort(insecure)
+	b, _ := json.Marshal(struct {
+		Runc, Snapshotter      string
+		InsecureRunc, External bool
+		Insecure               []string
+		Hosts                  map[string]RegistryHost
+		GC                     cache.GCConfig
+	}{o.runc, o.snapshotter, o.allowInsecureRunc, o.allowExternalFrontends, insecure, o.hosts, o.gc})
+	sum := sha256.Sum256(b)
+	p := filepath.Join(o.root, "imgbuild-"+hex.EncodeToString(sum[:6])+".sock")
+	if len(p) > maxSocketPath {
+		return ""
+	}
+	return p
+}
+
+// shareable reports whether this process may join another's controller. The
+// cache mount import and export work on the worker's records directly, so a
+// process asking for them must own the state dir.
+func shareable(o *options) bool {
+	return o.cacheMountsFrom == "" && o.cacheMountsTo == "" && socketPath(o) != ""
+}
+
+// acquireOrJoin takes the state dir's lock, or joins the process holding it.
+// Exactly one of the lock and the client is non-nil on success.
+func acquireOrJoin(ctx context.Context, o *options) (*cache.Lock, *bkclient.Client, error) {
+	// Cache mount import and export work on the owner's records, so such a
+	// build queues for the lock rather than failing on a busy state dir.
+	wait := o.waitForLock || o.cacheMountsFrom != "" || o.cacheMountsTo != ""
+	sock := ""
+	if shareable(o) {
+		sock = socketPath(o)
+	}
+	waited, misses := false, 0
+	for {
+		lock, err := cache.Acquire(ctx, o.root, cache.LockOptions{})
+		if err == nil {
+			return lock, nil, nil
+		}
+		var inUse *cache.InUseError
+		if !errors.As(err, &inUse) {
+			return nil, nil, err
+		}
+		if sock != "" {
+			c, derr := dialShared(ctx, sock)
+			if derr == nil {
+				o.log.Infof("sharing state dir %s with pid %d", o.root, inUse.Holder.PID)
+				return nil, c, nil
+			}
+			if errors.Is(derr, errOwnerClosing) {
+				misses = 0 // the lock is about to be free
+			} else {
+				misses++
+			}
+		} else {
+			misses++
+		}
+		// An owner removes its socket just before it unlocks; only a holder
+		// that stays without a socket for a few polls is not one to join.
+		if misses > 3 && !wait {
+			return nil, nil, err
+		}
+		if misses > 3 && !waited {
+			waited = true
+			o.log.Infof("waiting for state dir %s, in use by pid %d (%s) since %s", o.root, inUse.Holder.PID, inUse.Holder.Command, inUse.Holder.Since.Format("15:04:05"))
+		}
+		select {
+		case <-ctx.Done():
+			return nil, nil, fmt.Errorf("waiting for state dir %s (held by %s): %w", o.root, inUse.Holder, context.Cause(ctx))
+		case <-time.After(joinPoll):
+		}
+	}
+}
+
+// dialShared connects to the controller serving on sock and checks that it
+// takes requests.
+func dialShared(ctx context.Context, sock string) (*bkclient.Client, error) {
+	// A plain dial first tells "nobody serves here" (no socket, or a socket
+	// left by a killed owner) from an owner that is closing.
+	var d net.Dialer
+	probe, err := d.DialContext(ctx, "unix", sock)
+	if err != nil {
+		return nil, err
+	}
+	probe.Close()
+	c, err := bkclient.New(ctx, "", bkclient.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) {
+		var d net.Dialer
+		return d.DialContext(ctx, "unix", sock)
+	}))
+	if err != nil {
+		return nil, err
+	}
+	pctx, cancel := context.WithTimeout(ctx, pingTimeout)
+	defer cancel()
+	if _, err := c.ListWorkers(pctx); err != nil {
+		c.Close()
+		return nil, fmt.Errorf("%w: %w", errOwnerClosing, err)
+	}
+	return c, nil
+}
+
+// sharedServer serves the embedded controller to other processes on a unix
+// socket and counts their connections: one connection is one build, held
+// from the client's New to its Close.
+type sharedServer struct {
+	path string
+	ln   net.Listener
+	mu   sync.Mutex
+	cond *sync.Cond
+	// active is the number of client connections open.
+	active int
+	// closing refuses new connections once the owner has decided to stop.
+	closing bool
+}
+
+// serveShared starts serving bk's gRPC server on path. Sockets left by a
+// killed owner are removed first: the caller holds the lock, so any socket
+// in the state dir is stale.
+func serveShared(bk *embedded, root, path string) (*sharedServer, error) {
+	stale, _ := filepath.Glob(filepath.Join(root, "imgbuild-*.sock"))
+	for _, s := range stale {
+		_ = os.Remove(s)
+	}
+	ln, err := net.Listen("unix", path)
+	if err != nil {
+		return nil, fmt.Errorf("serving the state dir to other builds: %w", err)
+	}
+	if err := os.Chmod(path, 0o600); err != nil {
+		ln.Close()
+		return nil, fmt.Errorf("serving the state dir to other builds: %w", err)
+	}
+	s := &sharedServer{path: path}
+	s.cond = sync.NewCond(&s.mu)
+	s.ln = &countingListener{Listener: ln, s: s}
+	go bk.server.Serve(s.ln) //nolint:errcheck // returns when the listener closes
+	return s, nil
+}
+
+// drain waits until no client is connected, then refuses new ones. Clients
+// that arrive later find the owner closing and wait for the lock.
+func (s *sharedServer) drain() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for s.active > 0 {
+		s.cond.Wait()
+	}
+	s.closing = true
+}
+
+// close stops listening and removes the socket.
+func (s *sharedServer) close() error {
+	err := s.ln.Close()
+	if rerr := os.Remove(s.path); rerr != nil && !errors.Is(rerr, fs.ErrNotExist) {
+		err = errors.Join(err, rerr)
+	}
+	if errors.Is(err, net.ErrClosed) {
+		err = nil
+	}
+	return err
+}
+
+type countingListener struct {
+	net.Listener
+	s *sharedServer
+}
+
+// Accept counts each connection, and closes it at once while the owner is
+// closing.
+func (l *countingListener) Accept() (net.Conn, error) {
+	for {
+		c, err := l.Listener.Accept()
+		if err != nil {
+			return nil, err
+		}
+		l.s.mu.Lock()
+		if l.s.closing {
+			l.s.mu.Unlock()
+			c.Close()
+			continue
+		}
+		l.s.active++
+		l.s.mu.Unlock()
+		return &countedConn{Conn: c, s: l.s}, nil
+	}
+}
+
+type countedConn struct {
+	net.Conn
+	s    *sharedServer
+	once sync.Once
+}
+
+// Close implements net.Conn, uncounting the connection once.
+func (c *countedConn) Close() error {
+	err := c.Conn.Close()
+	c.once.Do(func() {
+		c.s.mu.Lock()
+		c.s.active--
+		c.s.cond.Broadcast()
+		c.s.mu.Unlock()
+	})
+	return err
+}
+
+// processStore gives the image store's ingests refs of their own per process:
+// containerd's local store locks an ingest only within a process, and
+// processes sharing a state dir export the same blobs at the same time. Each
+// ingest commits by an atomic rename, so identical blobs race harmlessly.
+type processStore struct {
+	content.Store
+}
+
+// Writer implements content.Ingester.
+func (s processStore) Writer(ctx context.Context, opts ...content.WriterOpt) (content.Writer, error) {
+	var wo content.WriterOpts
+	for _, o := range opts {
+		if err := o(&wo); err != nil {
+			return nil, err
+		}
+	}
+	opts = append(opts, content.WithRef(fmt.Sprintf("%s@%d", wo.Ref, os.Getpid())))
+	return s.Store.Writer(ctx, opts...)
+}
