@@ -84,6 +84,11 @@ func (c *CA) ServerConfig() *tls.Config {
 
 // Issue returns a server certificate for host (a name or an IP address).
 func (c *CA) Issue(host string) (*tls.Certificate, error) {
+	return c.issue(x509.ExtKeyUsageServerAuth, host)
+}
+
+// issue returns a certificate for hosts (names or IP addresses).
+func (c *CA) issue(usage x509.ExtKeyUsage, hosts ...string) (*tls.Certificate, error) {
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		return nil, err
@@ -94,20 +99,22 @@ func (c *CA) Issue(host string) (*tls.Certificate, error) {
 	c.mu.Unlock()
 	tmpl := &x509.Certificate{
 		SerialNumber: big.NewInt(serial),
-		Subject:      pkix.Name{CommonName: host},
+		Subject:      pkix.Name{CommonName: hosts[0]},
 		NotBefore:    time.Now().Add(-time.Hour),
 		NotAfter:     time.Now().Add(24 * time.Hour),
 		KeyUsage:     x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		ExtKeyUsage:  []x509.ExtKeyUsage{usage},
 	}
-	if ip := net.ParseIP(host); ip != nil {
-		tmpl.IPAddresses = []net.IP{ip}
-	} else {
-		tmpl.DNSNames = []string{host}
+	for _, h := range hosts {
+		if ip := net.ParseIP(h); ip != nil {
+			tmpl.IPAddresses = append(tmpl.IPAddresses, ip)
+		} else {
+			tmpl.DNSNames = append(tmpl.DNSNames, h)
+		}
 	}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, c.cert, &key.PublicKey, c.key)
 	if err != nil {
-		return nil, fmt.Errorf("issuing a certificate for %s: %w", host, err)
+		return nil, fmt.Errorf("issuing a certificate for %s: %w", hosts[0], err)
 	}
 	return &tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}, nil
 }
@@ -148,4 +155,16 @@ func StartInterceptProxy(t testing.TB, ca *CA, h http.Handler) string {
 	}))
 	t.Cleanup(proxy.Close)
 	return proxy.URL
+}
+
+// writeKeyPair writes cert and its key as PEM files.
+func writeKeyPair(cert *tls.Certificate, certFile, keyFile string) error {
+	key, err := x509.MarshalECPrivateKey(cert.PrivateKey.(*ecdsa.PrivateKey))
+	if err != nil {
+		return err
+	}
+	if err := writePEM(certFile, "CERTIFICATE", cert.Certificate[0]); err != nil {
+		return err
+	}
+	return writePEM(keyFile, "EC PRIVATE KEY", key)
 }

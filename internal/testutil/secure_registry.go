@@ -1,15 +1,10 @@
 package testutil
 
 import (
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/pem"
 	"fmt"
-	"math/big"
 	"net"
 	"net/http"
 	"os"
@@ -175,69 +170,25 @@ func resolvesToLoopback(host string) bool {
 // signed by it, into dir as ca.pem, server.pem and server-key.pem, and a
 // client certificate signed by the same CA as client.pem and client-key.pem.
 func makeCerts(dir, host string) (caFile string, pool *x509.CertPool, err error) {
-	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	ca, err := NewCA(dir)
 	if err != nil {
 		return "", nil, err
 	}
-	now := time.Now()
-	caTmpl := &x509.Certificate{
-		SerialNumber:          big.NewInt(1),
-		Subject:               pkix.Name{CommonName: "imgbuild test CA"},
-		NotBefore:             now.Add(-time.Hour),
-		NotAfter:              now.Add(24 * time.Hour),
-		IsCA:                  true,
-		KeyUsage:              x509.KeyUsageCertSign,
-		BasicConstraintsValid: true,
-	}
-	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
+	server, err := ca.issue(x509.ExtKeyUsageServerAuth, host, "127.0.0.1", "0.0.0.0")
 	if err != nil {
 		return "", nil, err
 	}
-	ca, err := x509.ParseCertificate(caDER)
+	if err := writeKeyPair(server, filepath.Join(dir, "server.pem"), filepath.Join(dir, "server-key.pem")); err != nil {
+		return "", nil, err
+	}
+	client, err := ca.issue(x509.ExtKeyUsageClientAuth, host)
 	if err != nil {
 		return "", nil, err
 	}
-	caFile = filepath.Join(dir, "ca.pem")
-	if err := writePEM(caFile, "CERTIFICATE", caDER); err != nil {
+	if err := writeKeyPair(client, filepath.Join(dir, "client.pem"), filepath.Join(dir, "client-key.pem")); err != nil {
 		return "", nil, err
 	}
-	issue := func(name string, serial int64, usage x509.ExtKeyUsage) error {
-		key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-		if err != nil {
-			return err
-		}
-		tmpl := &x509.Certificate{
-			SerialNumber: big.NewInt(serial),
-			Subject:      pkix.Name{CommonName: host},
-			DNSNames:     []string{host},
-			IPAddresses:  []net.IP{net.IPv4(127, 0, 0, 1), net.IPv4zero},
-			NotBefore:    now.Add(-time.Hour),
-			NotAfter:     now.Add(24 * time.Hour),
-			KeyUsage:     x509.KeyUsageDigitalSignature,
-			ExtKeyUsage:  []x509.ExtKeyUsage{usage},
-		}
-		der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, &key.PublicKey, caKey)
-		if err != nil {
-			return err
-		}
-		kder, err := x509.MarshalECPrivateKey(key)
-		if err != nil {
-			return err
-		}
-		if err := writePEM(filepath.Join(dir, name+".pem"), "CERTIFICATE", der); err != nil {
-			return err
-		}
-		return writePEM(filepath.Join(dir, name+"-key.pem"), "EC PRIVATE KEY", kder)
-	}
-	if err := issue("server", 2, x509.ExtKeyUsageServerAuth); err != nil {
-		return "", nil, err
-	}
-	if err := issue("client", 3, x509.ExtKeyUsageClientAuth); err != nil {
-		return "", nil, err
-	}
-	pool = x509.NewCertPool()
-	pool.AddCert(ca)
-	return caFile, pool, nil
+	return ca.File, ca.Pool, nil
 }
 
 func writePEM(path, typ string, der []byte) error {
