@@ -70,48 +70,11 @@ func New(ctx context.Context, root string, opts ...Option) (*Builder, error) {
 	}
 	o.runc = runcPath
 
-	lock, joined, err := acquireOrJoin(ctx, &o)
-	if err != nil {
+	b := &Builder{opts: o, images: filepath.Join(root, "images"), runcVer: ver}
+	if err := b.open(ctx); err != nil {
 		return nil, err
 	}
-	if joined != nil {
-		processDefaults()
-		// The owner resolved the same setting on the same state dir.
-		sn, _, err := snapshotterFactory(root, o.snapshotter)
-		if err != nil {
-			joined.Close()
-			return nil, err
-		}
-		return &Builder{opts: o, bk: &embedded{client: joined, snapshotter: sn}, joined: true,
-			images: filepath.Join(root, "images"), runcVer: ver}, nil
-	}
-	processDefaults()
-	if InUserNamespace() {
-		if err := rootlessRuntimeDir(root); err != nil {
-			lock.Release()
-			return nil, err
-		}
-	}
-	bk, err := startEmbedded(ctx, &o)
-	if err != nil {
-		lock.Release()
-		return nil, err
-	}
-	if o.cacheMountsFrom != "" {
-		if err := importCacheMounts(ctx, bk.worker.CacheManager(), o.cacheMountsFrom); err != nil {
-			bk.close()
-			lock.Release()
-			return nil, err
-		}
-	}
-	var shared *sharedServer
-	if shareable(&o) {
-		if shared, err = serveShared(bk, root, socketPath(&o)); err != nil {
-			o.log.WithError(err).Warn("other builds on this state dir will wait instead of sharing it")
-		}
-	}
-	o.log.WithFields(logrus.Fields{"root": root, "snapshotter": bk.snapshotter, "runc": runcPath, "runc-version": ver}).Debug("embedded BuildKit started")
-	return &Builder{opts: o, lock: lock, bk: bk, shared: shared, images: filepath.Join(root, "images"), runcVer: ver}, nil
+	return b, nil
 }
 
 // processDefaults applies the process-wide settings buildkitd applies at
@@ -313,20 +276,35 @@ func (b *Builder) Build(ctx context.Context, req Request) (*Result, error) {
 	if out == nil {
 		out = os.Stderr
 	}
-	display, err := progressui.NewDisplay(out, progressui.DisplayMode(mode))
-	if err != nil {
-		return nil, fmt.Errorf("--progress %s: %w", mode, err)
+	var (
+		resp     *client.SolveResponse
+		warnings []client.VertexWarning
+		solveErr error
+	)
+	for attempt := 0; ; attempt++ {
+		display, err := progressui.NewDisplay(out, progressui.DisplayMode(mode))
+		if err != nil {
+			return nil, fmt.Errorf("--progress %s: %w", mode, err)
+		}
+		ch := make(chan *client.SolveStatus)
+		displayDone := make(chan []client.VertexWarning, 1)
+		go func() {
+			// The display must drain ch until Solve closes it, even after ctx
+			// is cancelled, or Solve blocks.
+			w, _ := display.UpdateFrom(context.WithoutCancel(ctx), ch)
+			displayDone <- w
+		}()
+		resp, solveErr = b.bk.client.Solve(ctx, nil, solveOpt, ch)
+		warnings = <-displayDone
+		if solveErr == nil || attempt >= maxRejoins || !b.ownerLost(ctx, solveErr) {
+			break
+		}
+		// The process serving this state dir died (see shared.go): take
+		// its place or join the next one, and build again from the cache.
+		if err := b.rejoin(ctx); err != nil {
+			return nil, err
+		}
 	}
-	ch := make(chan *client.SolveStatus)
-	displayDone := make(chan []client.VertexWarning, 1)
-	go func() {
-		// The display must drain ch until Solve closes it, even after ctx
-		// is cancelled, or Solve blocks.
-		w, _ := display.UpdateFrom(context.WithoutCancel(ctx), ch)
-		displayDone <- w
-	}()
-	resp, solveErr := b.bk.client.Solve(ctx, nil, solveOpt, ch)
-	warnings := <-displayDone
 	if solveErr != nil {
 		if ctx.Err() != nil {
 			return nil, fmt.Errorf("build canceled: %w", context.Cause(ctx))

@@ -19,6 +19,9 @@ import (
 
 	"github.com/containerd/containerd/v2/core/content"
 	bkclient "github.com/moby/buildkit/client"
+	"github.com/moby/buildkit/util/grpcerrors"
+	"github.com/sirupsen/logrus"
+	"google.golang.org/grpc/codes"
 
 	"github.com/imgbuild/imgbuild/pkg/cache"
 )
@@ -43,20 +46,29 @@ const pingTimeout = 5 * time.Second
 var errOwnerClosing = errors.New("state dir owner is shutting down")
 
 // socketPath is the unix socket a lock holder with o's worker settings serves
-// on. The name carries a digest of the settings that shape the worker (runc,
-// snapshotter, registry hosts, frontends, GC), so a process only joins an
-// owner that would build exactly as it would itself; a process with other
-// settings waits for the lock instead. "" means the path is too long to share.
+// on. The name carries a digest of the settings that shape the build (runc,
+// snapshotter, registry hosts, frontends), so a process only joins an owner
+// that would build exactly as it would itself; a process with other settings
+// waits for the lock instead. The GC policy is left out: it is the owner's
+// housekeeping, and leaving it out lets prune and du join running builds.
+// "" means the path is too long to share.
 func socketPath(o *options) string {
-	insecure := slices.Clone(o.insecure)
-	slices.Sort(insecure)
+	// Empty and unset settings digest alike.
+	var insecure []string
+	if len(o.insecure) > 0 {
+		insecure = slices.Clone(o.insecure)
+		slices.Sort(insecure)
+	}
+	hosts := o.hosts
+	if len(hosts) == 0 {
+		hosts = nil
+	}
 	b, _ := json.Marshal(struct {
 		Runc, Snapshotter      string
 		InsecureRunc, External bool
 		Insecure               []string
 		Hosts                  map[string]RegistryHost
-		GC                     cache.GCConfig
-	}{o.runc, o.snapshotter, o.allowInsecureRunc, o.allowExternalFrontends, insecure, o.hosts, o.gc})
+	}{o.runc, o.snapshotter, o.allowInsecureRunc, o.allowExternalFrontends, insecure, hosts})
 	sum := sha256.Sum256(b)
 	p := filepath.Join(o.root, "imgbuild-"+hex.EncodeToString(sum[:6])+".sock")
 	if len(p) > maxSocketPath {
@@ -271,4 +283,72 @@ func (s processStore) Writer(ctx context.Context, opts ...content.WriterOpt) (co
 	}
 	opts = append(opts, content.WithRef(fmt.Sprintf("%s@%d", wo.Ref, os.Getpid())))
 	return s.Store.Writer(ctx, opts...)
+}
+
+// open takes the state dir or joins its owner, starting the embedded
+// controller (and serving it) when it takes it.
+func (b *Builder) open(ctx context.Context) error {
+	o := &b.opts
+	lock, joined, err := acquireOrJoin(ctx, o)
+	if err != nil {
+		return err
+	}
+	processDefaults()
+	if joined != nil {
+		// The owner resolved the same setting on the same state dir.
+		sn, _, err := snapshotterFactory(o.root, o.snapshotter)
+		if err != nil {
+			joined.Close()
+			return err
+		}
+		b.bk, b.joined = &embedded{client: joined, snapshotter: sn}, true
+		return nil
+	}
+	if InUserNamespace() {
+		if err := rootlessRuntimeDir(o.root); err != nil {
+			lock.Release()
+			return err
+		}
+	}
+	bk, err := startEmbedded(ctx, o)
+	if err != nil {
+		lock.Release()
+		return err
+	}
+	if o.cacheMountsFrom != "" {
+		if err := importCacheMounts(ctx, bk.worker.CacheManager(), o.cacheMountsFrom); err != nil {
+			bk.close()
+			lock.Release()
+			return err
+		}
+	}
+	var shared *sharedServer
+	if shareable(o) {
+		if shared, err = serveShared(bk, o.root, socketPath(o)); err != nil {
+			o.log.WithError(err).Warn("other builds on this state dir will wait instead of sharing it")
+		}
+	}
+	o.log.WithFields(logrus.Fields{"root": o.root, "snapshotter": bk.snapshotter, "runc": o.runc, "runc-version": b.runcVer}).Debug("embedded BuildKit started")
+	b.lock, b.bk, b.shared, b.joined = lock, bk, shared, false
+	return nil
+}
+
+// maxRejoins bounds how often one build starts over after losing the
+// process it joined.
+const maxRejoins = 2
+
+// ownerLost reports whether a joined build failed because the process
+// serving the state dir went away (killed, or its machine's OOM killer)
+// rather than because of the build itself.
+func (b *Builder) ownerLost(ctx context.Context, err error) bool {
+	return b.joined && ctx.Err() == nil && grpcerrors.Code(err) == codes.Unavailable
+}
+
+// rejoin replaces a joined build's lost connection: the kernel released the
+// dead owner's lock, so this process takes the state dir (recovering what
+// the owner left) or joins whichever process took it first.
+func (b *Builder) rejoin(ctx context.Context) error {
+	b.opts.log.Warn("the process serving this state dir is gone; building again on the next one")
+	b.bk.client.Close()
+	return b.open(ctx)
 }

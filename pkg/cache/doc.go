@@ -21,9 +21,10 @@
 //     becomes its owner. It starts the embedded controller and also serves it
 //     on a unix socket in the state directory (imgbuild-HASH.sock, mode 0600
 //     in the 0700 state directory, so only the same user can connect). HASH
-//     digests the settings that shape the worker (runc, snapshotter, registry
-//     hosts, frontends, GC policy): a process only joins an owner that would
-//     build exactly as it would itself.
+//     digests the settings that shape the build (runc, snapshotter, registry
+//     hosts, frontends): a process only joins an owner that would build
+//     exactly as it would itself. The GC policy is the owner's; imgbuild
+//     prune and du join like builds.
 //   - A later process that finds the lock taken connects to that socket and
 //     builds as a BuildKit client, as buildctl does with buildkitd. Everything
 //     that belongs to its build stays on its side of the connection through

@@ -1,8 +1,10 @@
 package cmd
 
 import (
+	"bytes"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -104,5 +106,58 @@ COPY own.txt /own.txt
 	lock.Release()
 	if _, err := os.Stat(filepath.Join(root, "images")); err != nil {
 		t.Error(err)
+	}
+}
+
+// TestCacheSharedOwnerKilled checks the failure of the process serving a
+// shared state dir: du joins it while it builds, and a build that joined it
+// survives its kill -9 by taking over the state dir and building again.
+func TestCacheSharedOwnerKilled(t *testing.T) {
+	e := setup(t)
+	root := t.TempDir()
+	start := func(dockerfile string) (*exec.Cmd, *bytes.Buffer) {
+		dir := writeContext(t, map[string]string{"Dockerfile": dockerfile})
+		cmd := exec.Command(binary, "build", "--root", root, "--runc", e.runc, "--progress", "plain",
+			"--build-arg", "BASE="+e.base, dir)
+		var stderr bytes.Buffer
+		cmd.Stderr = &stderr
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+		return cmd, &stderr
+	}
+	owner, _ := start("ARG BASE\nFROM ${BASE}\nRUN sleep 5 && echo owner > /owner\n")
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		if socks, _ := filepath.Glob(filepath.Join(root, "*.sock")); len(socks) > 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the first build never served the state dir")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+
+	du := imgbuild(t, "", "du", "--root", root, "--runc", e.runc)
+	if du.code != 0 || !strings.Contains(du.stderr, "sharing state dir") {
+		t.Errorf("du while a build runs: exit %d, want it to join:\n%s", du.code, du.stderr)
+	}
+
+	joiner, stderr := start("ARG BASE\nFROM ${BASE}\nRUN sleep 2 && echo joiner > /joiner\n")
+	time.Sleep(time.Second)
+	if err := owner.Process.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	_ = owner.Wait()
+	if err := joiner.Wait(); err != nil {
+		t.Fatalf("joined build failed after its owner was killed (%v):\n%s", err, stderr)
+	}
+	if !strings.Contains(stderr.String(), "sharing state dir") || !strings.Contains(stderr.String(), "building again") {
+		t.Errorf("the second build did not join and then take over:\n%s", stderr)
+	}
+	assertNothingLeft(t, e, root)
+	if socks, _ := filepath.Glob(filepath.Join(root, "*.sock")); len(socks) != 0 {
+		t.Errorf("sockets left behind: %v", socks)
 	}
 }
