@@ -42,9 +42,10 @@
 //     the owner is closing waits for the lock and becomes the next owner.
 //   - Nothing outlives the last build: there is no daemon, and the owner is
 //     simply the build that came first. If the owner is killed, the kernel
-//     drops its lock and its clients' builds fail; the next process to start
-//     becomes the owner, removes the stale socket and cleans up what the
-//     killed process left (see crash safety below).
+//     drops its lock; each of its clients sees its connection fail, takes the
+//     lock or joins whichever client took it, and builds again, mostly from
+//     the cache. The new owner removes the stale socket and cleans up what
+//     the killed process left (see crash safety below).
 //
 // A process that cannot join (other worker settings, or a state directory
 // path too long for a unix socket) fails at once naming the holder, or with
