@@ -97,9 +97,9 @@ func (b *Builder) collectGarbage(ctx context.Context) error {
 	return nil
 }
 
-// Prune removes build cache records and image store results as opts selects
-// and returns what it removed from the build cache and the bytes it freed in
-// the image store.
+// Prune removes build cache records and image store results as opts selects,
+// and databases set aside as corrupt, and returns what it removed from the
+// build cache and the bytes it freed outside it.
 func (b *Builder) Prune(ctx context.Context, opts cache.PruneOptions) ([]cache.UsageRecord, int64, error) {
 	filters := opts.Filters
 	if opts.KeepDuration > 0 {
@@ -141,7 +141,11 @@ func (b *Builder) Prune(ctx context.Context, opts cache.PruneOptions) ([]cache.U
 		return removed, 0, nil
 	}
 	freed, err := cache.PruneImages(b.opts.root, cache.ImagePruneOptions{All: opts.All, OlderThan: opts.KeepDuration})
-	return removed, freed, err
+	if err != nil {
+		return removed, freed, err
+	}
+	aside, err := cache.RemoveSetAside(b.opts.root)
+	return removed, freed + aside, err
 }
 
 // staleFilters returns BuildKit filters matching the records neither created

@@ -179,3 +179,27 @@ func UnmountStale(root string, warn func(string)) error {
 	}
 	return errors.Join(errs...)
 }
+
+// RemoveSetAside deletes what [RecoverDatabases] set aside in root and
+// returns the bytes freed. Nothing reads those copies; they are kept only
+// until the next prune, for a post-mortem.
+func RemoveSetAside(root string) (int64, error) {
+	paths, err := filepath.Glob(filepath.Join(root, "*"+corruptSuffix+"*"))
+	if err != nil {
+		return 0, err
+	}
+	var freed int64
+	var errs []error
+	for _, p := range paths {
+		n := DirSize(p)
+		if fi, err := os.Lstat(p); err == nil && fi.Mode().IsRegular() {
+			n = fi.Size()
+		}
+		if err := os.RemoveAll(p); err != nil {
+			errs = append(errs, fmt.Errorf("removing set-aside %s: %w", p, err))
+			continue
+		}
+		freed += n
+	}
+	return freed, errors.Join(errs...)
+}

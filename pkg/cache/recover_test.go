@@ -79,6 +79,14 @@ func TestRecoverDatabases(t *testing.T) {
 	if len(warnings) != 1 || !strings.Contains(warnings[0], "runc-overlayfs is corrupt (metadata_v2.db") {
 		t.Errorf("warnings = %q", warnings)
 	}
+
+	freed, err := RemoveSetAside(root)
+	if err != nil || freed == 0 {
+		t.Errorf("RemoveSetAside = %d, %v", freed, err)
+	}
+	if left, _ := filepath.Glob(filepath.Join(root, "*")); len(left) != 0 {
+		t.Errorf("left after RemoveSetAside: %v", left)
+	}
 }
 
 func TestUnescapeMountPath(t *testing.T) {

@@ -44,6 +44,13 @@ func TestCacheCorruptDatabase(t *testing.T) {
 			if r := e.build(t, root, dir); r.code != 0 || strings.Contains(r.stderr, "corrupt") {
 				t.Errorf("third build: exit %d\n%s", r.code, r.stderr)
 			}
+			// prune removes the set-aside copies.
+			if r := imgbuild(t, "", "prune", "--root", root, "--runc", e.runc); r.code != 0 {
+				t.Fatal(r.stderr)
+			}
+			if aside, _ := filepath.Glob(filepath.Join(root, "*.corrupt-*")); len(aside) != 0 {
+				t.Errorf("set-aside copies after prune: %v", aside)
+			}
 		})
 	}
 }

@@ -130,7 +130,7 @@ func runPrune(cmd *cobra.Command, ro *rootOptions, po *pruneOptions) error {
 		}
 	}
 	fmt.Fprintf(out, "Removed %d build cache records: %s\n", len(removed), units.HumanSize(float64(total)))
-	fmt.Fprintf(out, "Removed from the image store: %s\n", units.HumanSize(float64(imageBytes)))
+	fmt.Fprintf(out, "Removed from the image store and set-aside databases: %s\n", units.HumanSize(float64(imageBytes)))
 	return err
 }
 
