@@ -152,3 +152,50 @@ func assertNothingLeft(t *testing.T, e e2e, root string) {
 		}
 	}
 }
+
+// TestCacheKillNineShared kills one of three builds sharing a state dir at a
+// random point: whether it was the owner or a joined build, the other two
+// succeed, and a clean build afterwards leaves nothing behind.
+func TestCacheKillNineShared(t *testing.T) {
+	e := setup(t)
+	root := t.TempDir()
+	const runs, builds = 3, 3
+	for i := range runs {
+		var cmds []*exec.Cmd
+		var logs []*bytes.Buffer
+		for j := range builds {
+			dir := writeContext(t, map[string]string{"Dockerfile": fmt.Sprintf(
+				"ARG BASE\nFROM ${BASE}\nRUN echo common-%d && sleep 0.5\nRUN echo %d-%d > /id && sleep 0.3\n", i, i, j)})
+			cmd := exec.Command(binary, "build", "--root", root, "--runc", e.runc, "--progress", "plain",
+				"--build-arg", "BASE="+e.base, dir)
+			var stderr bytes.Buffer
+			cmd.Stderr = &stderr
+			if err := cmd.Start(); err != nil {
+				t.Fatal(err)
+			}
+			cmds, logs = append(cmds, cmd), append(logs, &stderr)
+		}
+		victim := rand.IntN(builds)
+		delay := time.Duration(200+rand.IntN(1000)) * time.Millisecond
+		time.Sleep(delay)
+		_ = cmds[victim].Process.Kill()
+		for j, cmd := range cmds {
+			err := cmd.Wait()
+			if j == victim {
+				continue
+			}
+			if err != nil {
+				t.Errorf("run %d: build %d failed after build %d was killed at %v: %v\n%s", i, j, victim, delay, err, logs[j])
+			}
+		}
+		t.Logf("run %d: killed build %d after %v", i, victim, delay)
+	}
+	dir := writeContext(t, map[string]string{"Dockerfile": "ARG BASE\nFROM ${BASE}\nRUN echo final > /final\n"})
+	if r := e.build(t, root, dir); r.code != 0 {
+		t.Fatalf("clean build after the kills failed:\n%s", r.stderr)
+	}
+	assertNothingLeft(t, e, root)
+	if socks, _ := filepath.Glob(filepath.Join(root, "*.sock")); len(socks) != 0 {
+		t.Errorf("sockets left behind: %v", socks)
+	}
+}
