@@ -21,6 +21,7 @@ import (
 	bkclient "github.com/moby/buildkit/client"
 	"github.com/moby/buildkit/util/grpcerrors"
 	"github.com/sirupsen/logrus"
+	"golang.org/x/sys/unix"
 	"google.golang.org/grpc/codes"
 
 	"github.com/imgbuild/imgbuild/pkg/cache"
@@ -184,12 +185,8 @@ func serveShared(bk *embedded, root, path string) (*sharedServer, error) {
 	for _, s := range stale {
 		_ = os.Remove(s)
 	}
-	ln, err := net.Listen("unix", path)
+	ln, err := listenPrivate(path)
 	if err != nil {
-		return nil, fmt.Errorf("serving the state dir to other builds: %w", err)
-	}
-	if err := os.Chmod(path, 0o600); err != nil {
-		ln.Close()
 		return nil, fmt.Errorf("serving the state dir to other builds: %w", err)
 	}
 	s := &sharedServer{path: path}
@@ -197,6 +194,34 @@ func serveShared(bk *embedded, root, path string) (*sharedServer, error) {
 	s.ln = &countingListener{Listener: ln, s: s}
 	go bk.server.Serve(s.ln) //nolint:errcheck // returns when the listener closes
 	return s, nil
+}
+
+// listenPrivate listens on a unix socket at path that only this user can
+// connect to, from the first instant: the socket is made with mode 0600 in a
+// fresh 0700 directory and then renamed into place, so the process umask
+// (BuildKit runs with 0) never exposes it.
+func listenPrivate(path string) (net.Listener, error) {
+	dir, err := os.MkdirTemp(filepath.Dir(path), ".sock-")
+	if err != nil {
+		return nil, err
+	}
+	defer os.RemoveAll(dir)
+	tmp := filepath.Join(dir, "s")
+	ln, err := net.Listen("unix", tmp)
+	if err != nil {
+		return nil, err
+	}
+	// The listener must not unlink tmp when closed: by then it is path.
+	ln.(*net.UnixListener).SetUnlinkOnClose(false)
+	if err := os.Chmod(tmp, 0o600); err != nil {
+		ln.Close()
+		return nil, err
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		ln.Close()
+		return nil, err
+	}
+	return ln, nil
 }
 
 // drain waits until no client is connected, then refuses new ones. Clients
@@ -234,6 +259,10 @@ func (l *countingListener) Accept() (net.Conn, error) {
 		c, err := l.Listener.Accept()
 		if err != nil {
 			return nil, err
+		}
+		if !samePeer(c) {
+			c.Close()
+			continue
 		}
 		l.s.mu.Lock()
 		if l.s.closing {
@@ -351,4 +380,26 @@ func (b *Builder) rejoin(ctx context.Context) error {
 	b.opts.log.Warn("the process serving this state dir is gone; building again on the next one")
 	b.bk.client.Close()
 	return b.open(ctx)
+}
+
+// samePeer reports whether the process on the other end of c runs as this
+// process's user (or root): the socket's mode already says so, and this
+// keeps it true if the state dir's permissions are loosened.
+func samePeer(c net.Conn) bool {
+	uc, ok := c.(*net.UnixConn)
+	if !ok {
+		return false
+	}
+	raw, err := uc.SyscallConn()
+	if err != nil {
+		return false
+	}
+	var cred *unix.Ucred
+	var cerr error
+	if err := raw.Control(func(fd uintptr) {
+		cred, cerr = unix.GetsockoptUcred(int(fd), unix.SOL_SOCKET, unix.SO_PEERCRED)
+	}); err != nil || cerr != nil {
+		return false
+	}
+	return cred.Uid == 0 || int(cred.Uid) == os.Geteuid()
 }

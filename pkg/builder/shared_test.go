@@ -4,6 +4,7 @@ package builder
 
 import (
 	"net"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -60,6 +61,13 @@ func TestSharedServerDrain(t *testing.T) {
 	s, err := serveShared(&embedded{server: srv}, root, path)
 	if err != nil {
 		t.Fatal(err)
+	}
+	fi, err := os.Stat(path)
+	if err != nil || fi.Mode()&os.ModeSocket == 0 || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("socket %s: %v, %v; want a socket with mode 0600", path, fi.Mode(), err)
+	}
+	if tmp, _ := filepath.Glob(filepath.Join(root, ".sock-*")); len(tmp) != 0 {
+		t.Errorf("temporary socket dirs left: %v", tmp)
 	}
 	c1, err := net.Dial("unix", path)
 	if err != nil {
