@@ -6,9 +6,14 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
+	"io/fs"
+	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/imgbuild/imgbuild/pkg/cache"
@@ -19,7 +24,10 @@ import (
 // state dir's lock held, before BuildKit opens anything, so whatever it finds
 // running or mounted under root belongs to a dead process:
 //   - RUN containers whose runc parent died (runc's parent-death signal kills
-//     runc but not the container) are killed and deleted with their cgroup;
+//     runc but not the container) are killed and deleted with their cgroup,
+//     and what runc leaves of a container it was killed while creating (a
+//     state dir without state.json, empty cgroups) is removed, as are the
+//     containers' bundle dirs;
 //   - mounts under root (container rootfs, snapshot mounts) are detached;
 //   - corrupt bbolt databases are set aside (see [cache.RecoverDatabases]).
 //
@@ -29,10 +37,86 @@ import (
 func recoverState(ctx context.Context, o *options) error {
 	warn := func(msg string) { o.log.Warn(msg) }
 	killStaleContainers(ctx, o.runc, o.root, warn)
+	bundles := staleBundles(o.root)
+	for _, b := range bundles {
+		removeHalfCreated(ctx, o.runc, filepath.Base(b))
+	}
 	if err := cache.UnmountStale(o.root, warn); err != nil {
 		return err
 	}
+	for _, b := range bundles {
+		// Only once nothing is mounted in it: a rootfs still mounted
+		// there would be the snapshot's own files.
+		if m, err := cache.StaleMounts(b); err == nil && len(m) == 0 {
+			_ = os.RemoveAll(b)
+		}
+	}
 	return cache.RecoverDatabases(o.root, warn)
+}
+
+// staleBundles lists the OCI bundle dirs of RUN containers (one per BuildKit
+// exec ID) that a killed process left in the state dir; BuildKit removes each
+// when its container ends.
+func staleBundles(root string) []string {
+	var out []string
+	dirs, _ := filepath.Glob(filepath.Join(root, "runc-*", "executor", "*"))
+	for _, d := range dirs {
+		if fi, err := os.Lstat(d); err == nil && fi.IsDir() && !strings.Contains(d, ".corrupt-") {
+			out = append(out, d)
+		}
+	}
+	return out
+}
+
+// removeHalfCreated removes what runc leaves of a container it was killed
+// while creating, which `runc list` cannot show: its state dir (without a
+// state.json) and its cgroups (BuildKit puts them at buildkit/ID). Processes
+// still in those cgroups are killed first.
+func removeHalfCreated(ctx context.Context, runcPath, id string) {
+	ctx, cancel := context.WithTimeout(ctx, staleContainerTimeout)
+	defer cancel()
+	_ = exec.CommandContext(ctx, runcPath, "delete", "--force", id).Run()
+	if dir := runcStateDir(); dir != "" {
+		_ = os.RemoveAll(filepath.Join(dir, id))
+	}
+	cgroups, _ := filepath.Glob(filepath.Join("/sys/fs/cgroup", "*", "buildkit", id))
+	if v2 := filepath.Join("/sys/fs/cgroup", "buildkit", id); fileExists(v2) {
+		cgroups = append(cgroups, v2)
+	}
+	for _, cg := range cgroups {
+		if b, err := os.ReadFile(filepath.Join(cg, "cgroup.procs")); err == nil {
+			for _, f := range strings.Fields(string(b)) {
+				if pid, err := strconv.Atoi(f); err == nil && pid > 0 {
+					_ = syscall.Kill(pid, syscall.SIGKILL)
+				}
+			}
+		}
+		// A cgroup dir is removed with rmdir once empty; its killed
+		// processes may take a moment to leave it.
+		for range 20 {
+			if err := syscall.Rmdir(cg); err == nil || errors.Is(err, fs.ErrNotExist) {
+				break
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+}
+
+// runcStateDir is runc's default --root, which BuildKit uses: /run/runc for
+// root, $XDG_RUNTIME_DIR/runc otherwise.
+func runcStateDir() string {
+	if os.Geteuid() == 0 && !InUserNamespace() {
+		return "/run/runc"
+	}
+	if d := os.Getenv("XDG_RUNTIME_DIR"); d != "" {
+		return filepath.Join(d, "runc")
+	}
+	return ""
+}
+
+func fileExists(p string) bool {
+	_, err := os.Stat(p)
+	return err == nil
 }
 
 // staleContainerTimeout bounds each runc call: recovery must not hang a

@@ -86,6 +86,7 @@ RUN --mount=type=cache,target=/c echo $N >> /c/log && sleep 0.2 && cp /c/log /se
 COPY Dockerfile /Dockerfile
 `})
 	ref := e.registry + "/e2e/killed:latest"
+	var ids []string // RUN containers the kills interrupted
 	const runs = 6
 	for i := range runs {
 		args := []string{"build", "--root", root, "--runc", e.runc, "--progress", "plain",
@@ -101,6 +102,7 @@ COPY Dockerfile /Dockerfile
 		_ = cmd.Process.Kill()
 		err := cmd.Wait()
 		t.Logf("run %d killed after %v (%v); last output: %s", i, delay, err, lastLines(stderr.String(), 2))
+		ids = append(ids, execIDs(root)...)
 	}
 	r := e.build(t, root, "--build-arg", "N=final", "-t", ref, "--push", dir)
 	if r.code != 0 {
@@ -114,6 +116,7 @@ COPY Dockerfile /Dockerfile
 		t.Errorf("cache mount log = %q", fs["seen"])
 	}
 	assertNothingLeft(t, e, root)
+	assertNoContainerState(t, ids)
 }
 
 func lastLines(s string, n int) string {
@@ -198,4 +201,32 @@ func TestCacheKillNineShared(t *testing.T) {
 	if socks, _ := filepath.Glob(filepath.Join(root, "*.sock")); len(socks) != 0 {
 		t.Errorf("sockets left behind: %v", socks)
 	}
+}
+
+// execIDs lists the BuildKit exec IDs whose container bundles are in root:
+// after a kill, the RUN containers that were being created or running.
+func execIDs(root string) []string {
+	dirs, _ := filepath.Glob(filepath.Join(root, "runc-*", "executor", "*"))
+	var ids []string
+	for _, d := range dirs {
+		if fi, err := os.Stat(d); err == nil && fi.IsDir() {
+			ids = append(ids, filepath.Base(d))
+		}
+	}
+	return ids
+}
+
+// assertNoContainerState fails if runc state or a cgroup of one of the
+// containers ids survives.
+func assertNoContainerState(t *testing.T, ids []string) {
+	t.Helper()
+	for _, id := range ids {
+		left, _ := filepath.Glob(filepath.Join("/sys/fs/cgroup", "*", "buildkit", id))
+		left2, _ := filepath.Glob(filepath.Join("/sys/fs/cgroup", "buildkit", id))
+		left3, _ := filepath.Glob(filepath.Join("/run/runc", id))
+		for _, p := range append(append(left, left2...), left3...) {
+			t.Errorf("container state left behind: %s", p)
+		}
+	}
+	t.Logf("%d interrupted containers cleaned up", len(ids))
 }
