@@ -177,10 +177,12 @@ type sharedServer struct {
 	closing bool
 }
 
-// serveShared starts serving bk's gRPC server on path. Sockets left by a
-// killed owner are removed first: the caller holds the lock, so any socket
-// in the state dir is stale.
-func serveShared(bk *embedded, root, path string) (*sharedServer, error) {
+// listenShared removes sockets left by a killed owner (the caller holds the
+// lock, so any socket in the state dir is stale) and listens on path. The
+// owner listens as soon as it has the lock, before BuildKit starts: a process
+// arriving meanwhile connects and waits for the server instead of taking the
+// socket's absence for a holder that does not share.
+func listenShared(root, path string) (net.Listener, error) {
 	stale, _ := filepath.Glob(filepath.Join(root, "imgbuild-*.sock"))
 	for _, s := range stale {
 		_ = os.Remove(s)
@@ -189,11 +191,16 @@ func serveShared(bk *embedded, root, path string) (*sharedServer, error) {
 	if err != nil {
 		return nil, fmt.Errorf("serving the state dir to other builds: %w", err)
 	}
+	return ln, nil
+}
+
+// serveShared serves bk's gRPC server on ln, which listens on path.
+func serveShared(bk *embedded, path string, ln net.Listener) *sharedServer {
 	s := &sharedServer{path: path}
 	s.cond = sync.NewCond(&s.mu)
 	s.ln = &countingListener{Listener: ln, s: s}
 	go bk.server.Serve(s.ln) //nolint:errcheck // returns when the listener closes
-	return s, nil
+	return s
 }
 
 // listenPrivate listens on a unix socket at path that only this user can
@@ -333,29 +340,41 @@ func (b *Builder) open(ctx context.Context) error {
 		b.bk, b.joined = &embedded{client: joined, snapshotter: sn}, true
 		return nil
 	}
+	var ln net.Listener
+	if shareable(o) {
+		if ln, err = listenShared(o.root, socketPath(o)); err != nil {
+			o.log.WithError(err).Warn("other builds on this state dir will wait instead of sharing it")
+		}
+	}
+	// release undoes the above when starting fails.
+	release := func() {
+		if ln != nil {
+			ln.Close()
+			_ = os.Remove(socketPath(o))
+		}
+		lock.Release()
+	}
 	if InUserNamespace() {
 		if err := rootlessRuntimeDir(o.root); err != nil {
-			lock.Release()
+			release()
 			return err
 		}
 	}
 	bk, err := startEmbedded(ctx, o)
 	if err != nil {
-		lock.Release()
+		release()
 		return err
 	}
 	if o.cacheMountsFrom != "" {
 		if err := importCacheMounts(ctx, bk.worker.CacheManager(), o.cacheMountsFrom); err != nil {
 			bk.close()
-			lock.Release()
+			release()
 			return err
 		}
 	}
 	var shared *sharedServer
-	if shareable(o) {
-		if shared, err = serveShared(bk, o.root, socketPath(o)); err != nil {
-			o.log.WithError(err).Warn("other builds on this state dir will wait instead of sharing it")
-		}
+	if ln != nil {
+		shared = serveShared(bk, socketPath(o), ln)
 	}
 	o.log.WithFields(logrus.Fields{"root": o.root, "snapshotter": bk.snapshotter, "runc": o.runc, "runc-version": b.runcVer}).Debug("embedded BuildKit started")
 	b.lock, b.bk, b.shared, b.joined = lock, bk, shared, false

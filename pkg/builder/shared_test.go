@@ -58,10 +58,11 @@ func TestSharedServerDrain(t *testing.T) {
 	srv := grpc.NewServer()
 	defer srv.Stop()
 	path := filepath.Join(root, "imgbuild-test.sock")
-	s, err := serveShared(&embedded{server: srv}, root, path)
+	ln, err := listenShared(root, path)
 	if err != nil {
 		t.Fatal(err)
 	}
+	s := serveShared(&embedded{server: srv}, path, ln)
 	fi, err := os.Stat(path)
 	if err != nil || fi.Mode()&os.ModeSocket == 0 || fi.Mode().Perm() != 0o600 {
 		t.Fatalf("socket %s: %v, %v; want a socket with mode 0600", path, fi.Mode(), err)

@@ -18,9 +18,10 @@
 //
 //   - The first process takes the state directory's lock ([Acquire]: an
 //     flock on imgbuild.lock, released by the kernel if the process dies) and
-//     becomes its owner. It starts the embedded controller and also serves it
-//     on a unix socket in the state directory (imgbuild-HASH.sock, mode 0600
-//     in the 0700 state directory, so only the same user can connect). HASH
+//     becomes its owner. It listens at once on a unix socket in the state
+//     directory (imgbuild-HASH.sock, mode 0600 from the start, accepting only
+//     its own user or root), then starts the embedded controller and serves
+//     it there; a process arriving meanwhile waits for the server. HASH
 //     digests the settings that shape the build (runc, snapshotter, registry
 //     hosts, frontends): a process only joins an owner that would build
 //     exactly as it would itself. The GC policy is the owner's; imgbuild

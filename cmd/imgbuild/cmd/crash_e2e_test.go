@@ -163,6 +163,7 @@ func TestCacheKillNineShared(t *testing.T) {
 	e := setup(t)
 	root := t.TempDir()
 	const runs, builds = 3, 3
+	var ids []string
 	for i := range runs {
 		var cmds []*exec.Cmd
 		var logs []*bytes.Buffer
@@ -182,6 +183,7 @@ func TestCacheKillNineShared(t *testing.T) {
 		delay := time.Duration(200+rand.IntN(1000)) * time.Millisecond
 		time.Sleep(delay)
 		_ = cmds[victim].Process.Kill()
+		ids = append(ids, execIDs(root)...)
 		for j, cmd := range cmds {
 			err := cmd.Wait()
 			if j == victim {
@@ -198,6 +200,7 @@ func TestCacheKillNineShared(t *testing.T) {
 		t.Fatalf("clean build after the kills failed:\n%s", r.stderr)
 	}
 	assertNothingLeft(t, e, root)
+	assertNoContainerState(t, ids)
 	if socks, _ := filepath.Glob(filepath.Join(root, "*.sock")); len(socks) != 0 {
 		t.Errorf("sockets left behind: %v", socks)
 	}
