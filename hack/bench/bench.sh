@@ -108,7 +108,7 @@ if [[ "${1:-}" == "__conc" ]]; then
 		# (it locks), buildctl shares the running daemon.
 		case "$1" in imgbuild | bk-daemonless) st="$4/c${i}" ;; esac
 		mkdir -p "${st}"
-		"${SELF}" __run "$1" "$2" "$3-${i}:latest" "${st}" >"$4/conc-${i}.log" 2>&1 &
+		"${SELF}" __run "$1" "$2" "$3-${i}:latest" "${st}" >"${BENCH_CONC_LOG:-$4/conc}-${i}.log" 2>&1 &
 		pids+=($!)
 	done
 	rc=0
@@ -258,6 +258,8 @@ run_measured() { # WL SCENARIO TOOL RUN CTX REF [__conc]
 		extra=(--pid "$(cat "${state}/bk-daemon/buildkitd.pid")")
 	fi
 	before="$(uploaded)"
+	# __conc writes one log per build next to this one.
+	export BENCH_CONC_LOG="${log%.log}"
 	res="${BENCH_DIR}/res"
 	rm -f "${res}"
 	benchtool measure "${extra[@]}" --out "${res}" -- "${SELF}" "${mode}" "${tool}" "${ctx}" "${ref}" "${state}" >"${log}" 2>&1 || true
