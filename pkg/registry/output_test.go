@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"os"
+	"sort"
 	"path/filepath"
 	"testing"
 
@@ -201,7 +202,10 @@ func TestWriteDockerTarball(t *testing.T) {
 			if len(m) != 1 {
 				t.Fatalf("manifest.json has %d entries, want 1", len(m))
 			}
-			if diff := cmp.Diff(tc.tags, m[0].RepoTags); diff != "" {
+			// ggcr writes tags in map order; docker load does not care.
+			got := append([]string(nil), m[0].RepoTags...)
+			sort.Strings(got)
+			if diff := cmp.Diff(tc.tags, got); diff != "" {
 				t.Errorf("RepoTags (-want +got):\n%s", diff)
 			}
 			loaded, err := tarball.ImageFromPath(path, tc.load)
