@@ -5,8 +5,8 @@ import (
 	"errors"
 	"io"
 	"os"
-	"sort"
 	"path/filepath"
+	"sort"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
