@@ -13,6 +13,9 @@ import (
 )
 
 func main() {
+	// Run as BuildKit's runc in a single-ID user namespace: fix the bundle
+	// and become runc.
+	builder.RuncShimMain()
 	// In the child of a rootless re-exec, wait for the ID maps first.
 	builder.UserNamespaceChildInit()
 	args := os.Args[1:]

@@ -69,6 +69,11 @@ func New(ctx context.Context, root string, opts ...Option) (*Builder, error) {
 		o.log.Warn(warning)
 	}
 	o.runc = runcPath
+	if InUserNamespace() && singleGIDMapped() {
+		if o.runc, err = runcShim(root, runcPath); err != nil {
+			return nil, fmt.Errorf("setting up runc for a single-ID user namespace: %w", err)
+		}
+	}
 
 	b := &Builder{opts: o, images: filepath.Join(root, "images"), runcVer: ver}
 	if err := b.open(ctx); err != nil {
