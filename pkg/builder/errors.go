@@ -61,10 +61,6 @@ func buildError(err error, dockerfile string) error {
 		}
 		_ = s.Print(&snippet)
 	}
-	if strings.Contains(msg, `error mounting "devpts"`) && InUserNamespace() {
-		// runc mounts /dev/pts with gid 5, which a single-ID mapping lacks.
-		msg += " (rootless with only your own uid/gid mapped cannot run RUN steps: give the user a subordinate ID range, e.g. usermod --add-subuids 100000-165535 --add-subgids 100000-165535 USER, and install uidmap)"
-	}
 	be.Message = msg
 	be.Snippet = snippet.String()
 	return be
