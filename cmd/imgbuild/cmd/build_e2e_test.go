@@ -405,22 +405,7 @@ func TestBuildLeavesNothingBehind(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	mounts, err := os.ReadFile("/proc/self/mountinfo")
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, line := range strings.Split(string(mounts), "\n") {
-		if f := strings.Fields(line); len(f) > 4 && strings.HasPrefix(f[4], root) {
-			t.Errorf("mount left behind: %s", line)
-		}
-	}
-	procs, _ := filepath.Glob("/proc/[0-9]*/cmdline")
-	for _, p := range procs {
-		b, err := os.ReadFile(p)
-		if err == nil && bytes.Contains(b, []byte(root)) {
-			t.Errorf("process left behind: %s: %q", p, bytes.ReplaceAll(b, []byte{0}, []byte{' '}))
-		}
-	}
+	assertNothingLeft(t, e, root)
 }
 
 // TestBuildSnapshotters builds with each snapshotter (overlayfs is what

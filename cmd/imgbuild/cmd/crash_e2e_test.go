@@ -87,7 +87,7 @@ COPY Dockerfile /Dockerfile
 `})
 	ref := e.registry + "/e2e/killed:latest"
 	var ids []string // RUN containers the kills interrupted
-	const runs = 6
+	const runs = 20
 	for i := range runs {
 		args := []string{"build", "--root", root, "--runc", e.runc, "--progress", "plain",
 			"--build-arg", "BASE=" + e.base, "--build-arg", fmt.Sprintf("N=%d", i), "-t", ref, "--push", dir}
