@@ -197,9 +197,21 @@ func (p *Pusher) pushRepo(ctx context.Context, g *repoRefs, m manifest, digest v
 		defer done()
 	}
 
+	// A registry accepts a manifest only once it has its blobs, so a
+	// repository that already holds this manifest holds everything it
+	// needs: pushing an unchanged image again is then one request, not one
+	// per blob.
+	present := false
+	if desc, err := remote.Head(repo.Digest(digest.String()), append([]remote.Option{remote.WithContext(ctx)}, p.remote...)...); err == nil && desc.Digest == digest {
+		present = true
+	}
+
 	eg, ectx := errgroup.WithContext(ctx)
 	eg.SetLimit(p.jobs)
 	for _, l := range blobs {
+		if present {
+			break
+		}
 		if mount {
 			l = &remote.MountableLayer{Layer: l, Reference: from.Digest(digest.String())}
 		}
@@ -220,7 +232,11 @@ func (p *Pusher) pushRepo(ctx context.Context, g *repoRefs, m manifest, digest v
 
 	// Children go first: registries may refuse an index whose manifests
 	// they do not have yet.
-	for _, c := range append(children, m) {
+	manifests := append(children, m)
+	if present {
+		manifests = nil
+	}
+	for _, c := range manifests {
 		d, err := c.Digest()
 		if err != nil {
 			return fmt.Errorf("computing manifest digest: %w", err)
