@@ -6,9 +6,10 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"strconv"
 	"syscall"
 	"time"
+
+	"github.com/imgbuild/imgbuild/pkg/registry"
 )
 
 // Pull retries: containerd's resolver, which BuildKit pulls with, does not
@@ -40,7 +41,7 @@ func (p *pullRetry) RoundTrip(req *http.Request) (*http.Response, error) {
 		}
 		d := wait
 		if resp != nil {
-			if ra, ok := retryAfter(resp); ok {
+			if ra, ok := registry.RetryAfter(resp, maxPullRetryAfter); ok {
 				d = ra
 			}
 			_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
@@ -64,23 +65,6 @@ func retryPull(resp *http.Response, err error) bool {
 		return true
 	}
 	return false
-}
-
-// retryAfter reads Retry-After in seconds or as an HTTP date, capped.
-func retryAfter(resp *http.Response) (time.Duration, bool) {
-	v := resp.Header.Get("Retry-After")
-	if v == "" {
-		return 0, false
-	}
-	var d time.Duration
-	if secs, err := strconv.Atoi(v); err == nil {
-		d = time.Duration(secs) * time.Second
-	} else if t, err := http.ParseTime(v); err == nil {
-		d = time.Until(t)
-	} else {
-		return 0, false
-	}
-	return min(max(d, 0), maxPullRetryAfter), true
 }
 
 func sleep(ctx context.Context, d time.Duration) error {

@@ -218,6 +218,12 @@ func (g *guard) retryAfter(resp *http.Response) (time.Duration, bool) {
 	if resp.StatusCode != http.StatusTooManyRequests && resp.StatusCode != http.StatusServiceUnavailable {
 		return 0, false
 	}
+	return RetryAfter(resp, g.maxRetryAfter)
+}
+
+// RetryAfter reads a response's Retry-After, in seconds or as an HTTP date,
+// capped at limit. It reports false when there is none.
+func RetryAfter(resp *http.Response, limit time.Duration) (time.Duration, bool) {
 	v := resp.Header.Get("Retry-After")
 	if v == "" {
 		return 0, false
@@ -230,7 +236,7 @@ func (g *guard) retryAfter(resp *http.Response) (time.Duration, bool) {
 	} else {
 		return 0, false
 	}
-	return min(max(d, 0), g.maxRetryAfter), true
+	return min(max(d, 0), limit), true
 }
 
 // rewind returns a copy of req that can be sent again.
