@@ -5,6 +5,8 @@ GO ?= go
 BIN := $(CURDIR)/bin
 # Release binaries are static (CGO off) so they run in the scratch image.
 GO_BUILD_FLAGS ?= -trimpath
+# `imgbuild version` reports the commit it was built from.
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo unknown)
 TEST_TIMEOUT ?= 20m
 CA_BUNDLE ?= /etc/ssl/certs/ca-certificates.crt
 
@@ -20,7 +22,7 @@ deps: ## Install missing Debian packages (libseccomp-dev, busybox-static, docker
 
 .PHONY: build
 build: deps ## Build bin/imgbuild (static, CGO off) and copy the CA bundle for the image
-	CGO_ENABLED=0 $(GO) build $(GO_BUILD_FLAGS) -o $(BIN)/imgbuild ./cmd/imgbuild
+	CGO_ENABLED=0 $(GO) build $(GO_BUILD_FLAGS) -ldflags "-X github.com/imgbuild/imgbuild/cmd/imgbuild/cmd.version=$(VERSION)" -o $(BIN)/imgbuild ./cmd/imgbuild
 	@# The Dockerfile copies this into the scratch image (see .dockerignore).
 	install -m 0644 $(CA_BUNDLE) $(BIN)/ca-certificates.crt
 
