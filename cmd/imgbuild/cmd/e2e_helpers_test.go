@@ -105,8 +105,15 @@ type result struct {
 // imgbuild runs the imgbuild binary.
 func imgbuild(t *testing.T, stdin string, args ...string) result {
 	t.Helper()
+	return imgbuildEnv(t, nil, stdin, args...)
+}
+
+// imgbuildEnv runs the imgbuild binary with extra environment variables.
+func imgbuildEnv(t *testing.T, env []string, stdin string, args ...string) result {
+	t.Helper()
 	var out, errb bytes.Buffer
 	cmd := exec.CommandContext(t.Context(), binary, args...)
+	cmd.Env = append(os.Environ(), env...)
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = strings.NewReader(stdin), &out, &errb
 	code := 0
 	if err := cmd.Run(); err != nil {

@@ -3,7 +3,6 @@ package cmd
 import (
 	"bytes"
 	"encoding/base64"
-	"errors"
 	"fmt"
 	"net/http"
 	"os"
@@ -21,25 +20,6 @@ import (
 
 	"github.com/imgbuild/imgbuild/internal/testutil"
 )
-
-// imgbuildEnv runs the imgbuild binary with extra environment variables.
-func imgbuildEnv(t *testing.T, env []string, stdin string, args ...string) result {
-	t.Helper()
-	var out, errb bytes.Buffer
-	cmd := exec.CommandContext(t.Context(), binary, args...)
-	cmd.Env = append(os.Environ(), env...)
-	cmd.Stdin, cmd.Stdout, cmd.Stderr = strings.NewReader(stdin), &out, &errb
-	code := 0
-	if err := cmd.Run(); err != nil {
-		var ee *exec.ExitError
-		if !errors.As(err, &ee) {
-			t.Fatalf("running imgbuild: %v", err)
-		}
-		code = ee.ExitCode()
-	}
-	t.Logf("imgbuild %s\n--- exit %d, stderr:\n%s", strings.Join(args, " "), code, errb.String())
-	return result{stdout: out.String(), stderr: errb.String(), code: code}
-}
 
 // secureEnv is a registry that wants a password and speaks TLS with a test
 // CA, holding a private busybox base image.
