@@ -116,7 +116,8 @@ func (b *Builder) Close() error {
 	return err
 }
 
-// Snapshotter reports the snapshotter in use ("overlayfs" or "native").
+// Snapshotter reports the snapshotter in use: "overlayfs", "fuse-overlayfs"
+// or "native".
 func (b *Builder) Snapshotter() string { return b.bk.snapshotter }
 
 // Request is one build.
