@@ -61,7 +61,7 @@ func New(ctx context.Context, root string, opts ...Option) (*Builder, error) {
 	if err != nil {
 		return nil, err
 	}
-	ver, warning, err := CheckRunc(ctx, runcPath, o.allowInsecureRunc)
+	ver, warning, err := checkRunc(ctx, root, runcPath, o.allowInsecureRunc)
 	if err != nil {
 		return nil, err
 	}
@@ -106,6 +106,12 @@ func (b *Builder) Close() error {
 	}
 	b.closing()
 	err := b.bk.close()
+	if err == nil {
+		// Lets the next owner skip the database check (see recoverState).
+		if merr := cache.MarkClean(b.opts.root); merr != nil {
+			b.opts.log.WithError(merr).Debug("marking the state dir closed cleanly")
+		}
+	}
 	if b.shared != nil {
 		// Removed before unlocking, so a socket is never left behind.
 		err = errors.Join(err, b.shared.close())

@@ -111,7 +111,9 @@ func startEmbedded(ctx context.Context, o *options) (*embedded, error) {
 	if err != nil {
 		return nil, fmt.Errorf("opening cache database: %w", err)
 	}
+	// Not synced per transaction, like containerdmeta.db (see newWorkerOpt).
 	historyDB, err := boltutil.SafeOpen(filepath.Join(o.root, "history.db"), 0o600, &bolt.Options{
+		NoSync:         true,
 		FreelistType:   bolt.FreelistMapType,
 		NoFreelistSync: true,
 	})

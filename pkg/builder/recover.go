@@ -29,15 +29,23 @@ import (
 //     state dir without state.json, empty cgroups) is removed, as are the
 //     containers' bundle dirs;
 //   - mounts under root (container rootfs, snapshot mounts) are detached;
-//   - corrupt bbolt databases are set aside (see [cache.RecoverDatabases]).
+//   - corrupt bbolt databases are set aside (see [cache.RecoverDatabases]),
+//     unless the last owner closed them cleanly in this boot (see
+//     [cache.MarkClean]).
 //
 // Half-written snapshots and content need nothing here: the snapshotter and
 // the content store only commit them by an atomic rename at the end, and
 // BuildKit drops uncommitted ones when it starts.
 func recoverState(ctx context.Context, o *options) error {
 	warn := func(msg string) { o.log.Warn(msg) }
-	killStaleContainers(ctx, o.runc, o.root, warn)
+	clean := cache.TakeClean(o.root)
 	bundles := staleBundles(o.root)
+	if len(bundles) > 0 {
+		// A RUN container has a bundle dir under root from before runc
+		// starts it until BuildKit removes the dir after it ends, so
+		// without one there is nothing to ask runc about.
+		killStaleContainers(ctx, o.runc, o.root, warn)
+	}
 	for _, b := range bundles {
 		removeHalfCreated(ctx, o.runc, filepath.Base(b))
 	}
@@ -50,6 +58,12 @@ func recoverState(ctx context.Context, o *options) error {
 		if m, err := cache.StaleMounts(b); err == nil && len(m) == 0 {
 			_ = os.RemoveAll(b)
 		}
+	}
+	if clean {
+		// The last owner closed every database in this boot and none
+		// changed since: their consistency check, which reads every page,
+		// has nothing to find.
+		return nil
 	}
 	return cache.RecoverDatabases(o.root, warn)
 }
