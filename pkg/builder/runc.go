@@ -3,6 +3,7 @@ package builder
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -11,6 +12,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 )
 
@@ -77,6 +79,59 @@ func findRunc(explicit string, executable func() (string, error), lookPath func(
 // warning instead, for hosts whose distribution backports the fixes without
 // bumping the version.
 func CheckRunc(ctx context.Context, path string, allowInsecure bool) (version string, warning string, err error) {
+	return checkRunc(ctx, "", path, allowInsecure)
+}
+
+// checkRunc is [CheckRunc] with the `--version` output cached in the state
+// dir root (when not empty), keyed by the binary's identity: exec'ing runc
+// took a tenth of a no-change rebuild.
+func checkRunc(ctx context.Context, root, path string, allowInsecure bool) (version string, warning string, err error) {
+	out, err := runcVersionOutput(ctx, root, path)
+	if err != nil {
+		return "", "", err
+	}
+	version, problem := checkRuncVersion(out)
+	if problem == "" {
+		return version, "", nil
+	}
+	msg := fmt.Sprintf("%s at %s %s", displayVersion(version), path, problem)
+	if allowInsecure {
+		return version, msg + "; using it anyway because of --allow-insecure-runc: a RUN step may be able to escape its container", nil
+	}
+	return version, "", fmt.Errorf("%w: %s; %s, or pass --allow-insecure-runc to use it anyway", ErrInsecureRunc, msg, runcHint)
+}
+
+// runcVersionCache is the state dir file holding the last `runc --version`.
+const runcVersionCache = "runc.version" // not runc-*: those are worker dirs
+
+type runcVersionRecord struct {
+	Binary string `json:"binary"` // path and identity, see runcIdentity
+	Output string `json:"output"`
+}
+
+// runcIdentity names the file at path by what changes when it is replaced
+// or rewritten: device, inode, size, mtime and ctime (which no user can
+// set back).
+func runcIdentity(path string) (string, bool) {
+	var st syscall.Stat_t
+	if err := syscall.Stat(path, &st); err != nil {
+		return "", false
+	}
+	return fmt.Sprintf("%s dev=%d ino=%d size=%d mtime=%d.%d ctime=%d.%d", path, st.Dev, st.Ino, st.Size,
+		st.Mtim.Sec, st.Mtim.Nsec, st.Ctim.Sec, st.Ctim.Nsec), true
+}
+
+// runcVersionOutput returns `path --version`'s output, from root's cache
+// when the binary is the one it was recorded for.
+func runcVersionOutput(ctx context.Context, root, path string) (string, error) {
+	id, ok := runcIdentity(path)
+	cache := filepath.Join(root, runcVersionCache)
+	if root != "" && ok {
+		var rec runcVersionRecord
+		if b, err := os.ReadFile(cache); err == nil && json.Unmarshal(b, &rec) == nil && rec.Binary == id {
+			return rec.Output, nil
+		}
+	}
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	var stdout, stderr bytes.Buffer
@@ -86,17 +141,22 @@ func CheckRunc(ctx context.Context, path string, allowInsecure bool) (version st
 		if msg := strings.TrimSpace(stderr.String()); msg != "" {
 			err = fmt.Errorf("%w: %s", err, msg)
 		}
-		return "", "", fmt.Errorf("running %s --version: %w", path, err)
+		return "", fmt.Errorf("running %s --version: %w", path, err)
 	}
-	version, problem := checkRuncVersion(stdout.String())
-	if problem == "" {
-		return version, "", nil
+	if root != "" && ok {
+		if b, err := json.Marshal(runcVersionRecord{Binary: id, Output: stdout.String()}); err == nil {
+			// Best effort: concurrent builds write the same record.
+			tmp, err := os.CreateTemp(root, runcVersionCache+".*")
+			if err == nil {
+				_, werr := tmp.Write(b)
+				if cerr := tmp.Close(); werr == nil && cerr == nil {
+					_ = os.Rename(tmp.Name(), cache)
+				}
+				_ = os.Remove(tmp.Name())
+			}
+		}
 	}
-	msg := fmt.Sprintf("%s at %s %s", displayVersion(version), path, problem)
-	if allowInsecure {
-		return version, msg + "; using it anyway because of --allow-insecure-runc: a RUN step may be able to escape its container", nil
-	}
-	return version, "", fmt.Errorf("%w: %s; %s, or pass --allow-insecure-runc to use it anyway", ErrInsecureRunc, msg, runcHint)
+	return stdout.String(), nil
 }
 
 func displayVersion(v string) string {

@@ -102,7 +102,7 @@ func fakeRunc(t *testing.T, dir, out string) string {
 // checkRunc calls CheckRunc, retrying on ETXTBSY: a child forked by a
 // parallel test can briefly inherit the fd that wrote the script
 // (golang.org/issue/22315).
-func checkRunc(t *testing.T, path string, allowInsecure bool) (version, warning string, err error) {
+func checkRuncRetry(t *testing.T, path string, allowInsecure bool) (version, warning string, err error) {
 	for range 50 {
 		version, warning, err = CheckRunc(t.Context(), path, allowInsecure)
 		if !errors.Is(err, syscall.ETXTBSY) {
@@ -132,7 +132,7 @@ func TestCheckRunc(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			p := fakeRunc(t, t.TempDir(), tc.out)
-			version, warning, err := checkRunc(t, p, tc.allowInsecure)
+			version, warning, err := checkRuncRetry(t, p, tc.allowInsecure)
 			if version != tc.wantVersion {
 				t.Errorf("version = %q, want %q", version, tc.wantVersion)
 			}
@@ -157,13 +157,66 @@ func TestCheckRunc(t *testing.T) {
 	}
 }
 
+// TestCheckRuncCached: the state dir remembers `runc --version` for the
+// binary it ran, and asks again once the binary is replaced, so swapping in
+// an old runc is still refused.
+func TestCheckRuncCached(t *testing.T) {
+	t.Parallel()
+	dir, root := t.TempDir(), t.TempDir()
+	runs := filepath.Join(dir, "runs")
+	write := func(version string) string {
+		p := filepath.Join(dir, "runc")
+		tmp := p + ".new"
+		script := "#!/bin/sh\necho run >>" + runs + "\necho 'runc version " + version + "'\n"
+		if err := os.WriteFile(tmp, []byte(script), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Rename(tmp, p); err != nil { // a new inode, as a package upgrade makes
+			t.Fatal(err)
+		}
+		return p
+	}
+	check := func(p string) (string, error) {
+		for range 50 {
+			v, _, err := checkRunc(t.Context(), root, p, false)
+			if !errors.Is(err, syscall.ETXTBSY) {
+				return v, err
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		t.Fatal("runc script stayed busy")
+		return "", nil
+	}
+	count := func() int {
+		b, _ := os.ReadFile(runs)
+		return strings.Count(string(b), "run")
+	}
+
+	p := write("1.5.2")
+	for i := range 3 {
+		if v, err := check(p); err != nil || v != "1.5.2" {
+			t.Fatalf("check %d = %q, %v; want 1.5.2", i, v, err)
+		}
+	}
+	if n := count(); n != 1 {
+		t.Errorf("runc --version ran %d times for 3 checks of one binary, want 1", n)
+	}
+	p = write("1.1.5")
+	if v, err := check(p); !errors.Is(err, ErrInsecureRunc) || v != "1.1.5" {
+		t.Fatalf("after replacing runc with 1.1.5: %q, %v; want ErrInsecureRunc", v, err)
+	}
+	if n := count(); n != 2 {
+		t.Errorf("runc --version ran %d times, want 2 (once more for the new binary)", n)
+	}
+}
+
 func TestCheckRuncNotRunnable(t *testing.T) {
 	t.Parallel()
 	p := filepath.Join(t.TempDir(), "runc")
 	if err := os.WriteFile(p, []byte("#!/bin/sh\necho broken >&2\nexit 3\n"), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	_, _, err := checkRunc(t, p, true)
+	_, _, err := checkRuncRetry(t, p, true)
 	if err == nil || !strings.Contains(err.Error(), "broken") {
 		t.Fatalf("err = %v, want the failure with its stderr even with allowInsecure", err)
 	}
