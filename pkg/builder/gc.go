@@ -5,6 +5,8 @@ package builder
 import (
 	"context"
 	"fmt"
+	"os"
+	"path/filepath"
 	"time"
 
 	bkclient "github.com/moby/buildkit/client"
@@ -76,7 +78,19 @@ func (b *Builder) closing() {
 // store. buildkitd does this on a timer a second after each build, which a
 // short-lived process never reaches, so the builder does it when it closes.
 func (b *Builder) collectGarbage(ctx context.Context) error {
-	for _, rule := range b.bk.gcPolicy {
+	rules := b.bk.gcPolicy
+	if len(rules) > 0 && b.underBounds(ctx) {
+		// No rule would remove a record. Left is collecting what released
+		// leases and failed steps left behind, which walks every snapshot
+		// and blob: like buildkitd, at most once a minute. The image
+		// resolver's leases are left to expire as buildkitd leaves them,
+		// so the next build finds the base image's config.
+		rules = nil
+		if err := b.collectUnreferenced(ctx); err != nil {
+			return err
+		}
+	}
+	for _, rule := range rules {
 		opts := []bkclient.PruneOption{
 			bkclient.WithFilter(rule.Filter),
 			bkclient.WithKeepOpt(rule.KeepDuration, rule.ReservedSpace, rule.MaxUsedSpace, rule.MinFreeSpace),
@@ -95,6 +109,52 @@ func (b *Builder) collectGarbage(ctx context.Context) error {
 		return err
 	}
 	return nil
+}
+
+// gcStamp is touched after each collection of unreferenced data.
+const gcStamp = "gc.last"
+
+// gcInterval is how often unreferenced data is collected when no rule
+// prunes: buildkitd's throttle.
+const gcInterval = time.Minute
+
+// collectUnreferenced runs the content and snapshot GC when the last run
+// is more than gcInterval ago.
+func (b *Builder) collectUnreferenced(ctx context.Context) error {
+	stamp := filepath.Join(b.opts.root, gcStamp)
+	if fi, err := os.Stat(stamp); err == nil && time.Since(fi.ModTime()) < gcInterval {
+		return nil
+	}
+	if err := b.bk.worker.GarbageCollect(ctx); err != nil {
+		return fmt.Errorf("collecting build cache garbage: %w", err)
+	}
+	if err := os.WriteFile(stamp, nil, 0o600); err != nil {
+		return err
+	}
+	now := time.Now()
+	return os.Chtimes(stamp, now, now)
+}
+
+// underBounds reports whether the build cache is smaller than every GC
+// rule's bound, below which BuildKit's prune keeps every record whatever
+// its age (see cacheManager.prune).
+func (b *Builder) underBounds(ctx context.Context) bool {
+	du, err := b.bk.worker.CacheManager().DiskUsage(ctx, bkclient.DiskUsageInfo{})
+	if err != nil {
+		return false
+	}
+	var total int64
+	for _, u := range du {
+		if !u.Shared {
+			total += u.Size
+		}
+	}
+	for _, r := range b.bk.gcPolicy {
+		if r.MaxUsedSpace == 0 || total >= r.MaxUsedSpace || r.ReservedSpace != 0 || r.MinFreeSpace != 0 {
+			return false
+		}
+	}
+	return true
 }
 
 // Prune removes build cache records and image store results as opts selects,
