@@ -7,7 +7,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
-	"sync/atomic"
+	"sync"
 	"testing"
 
 	"github.com/google/go-containerregistry/pkg/name"
@@ -16,20 +16,53 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/random"
 )
 
-// newTestRegistry serves an in-memory registry and counts the requests that
-// upload blob content (POST/PATCH/PUT under /blobs/).
-func newTestRegistry(t *testing.T) (host string, uploads *atomic.Int64) {
+// newTestRegistry serves an in-memory registry and records the requests it
+// receives.
+func newTestRegistry(t *testing.T) (host string, reqs *requestLog) {
 	t.Helper()
-	uploads = &atomic.Int64{}
+	reqs = &requestLog{}
 	reg := regserver.New(regserver.Logger(log.New(io.Discard, "", 0)))
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if strings.Contains(r.URL.Path, "/blobs/") && r.Method != http.MethodGet && r.Method != http.MethodHead {
-			uploads.Add(1)
-		}
+		reqs.add(r)
 		reg.ServeHTTP(w, r)
 	}))
 	t.Cleanup(srv.Close)
-	return strings.TrimPrefix(srv.URL, "http://"), uploads
+	return strings.TrimPrefix(srv.URL, "http://"), reqs
+}
+
+// requestLog records requests as "METHOD /path", digests and upload ids
+// included, so that a test can count them by method and path.
+type requestLog struct {
+	mu   sync.Mutex
+	reqs []string
+}
+
+func (l *requestLog) add(r *http.Request) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.reqs = append(l.reqs, r.Method+" "+r.URL.Path)
+}
+
+// take returns the requests recorded since the last call and forgets them.
+func (l *requestLog) take() []string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	reqs := l.reqs
+	l.reqs = nil
+	return reqs
+}
+
+// uploads counts the requests that upload blob content (POST/PATCH/PUT under
+// /blobs/).
+func uploads(reqs []string) int {
+	n := 0
+	for _, r := range reqs {
+		method, path, _ := strings.Cut(r, " ")
+		if strings.Contains(path, "/blobs/") && method != http.MethodGet && method != http.MethodHead {
+			n++
+		}
+	}
+	return n
 }
 
 func randomImage(t *testing.T) v1.Image {

@@ -19,7 +19,7 @@ import (
 
 func TestPush(t *testing.T) {
 	t.Parallel()
-	host, uploads := newTestRegistry(t)
+	host, reqs := newTestRegistry(t)
 	img := randomImage(t)
 	want, err := img.Digest()
 	if err != nil {
@@ -39,7 +39,7 @@ func TestPush(t *testing.T) {
 	if got != want {
 		t.Errorf("Push returned %s, want %s", got, want)
 	}
-	if uploads.Load() == 0 {
+	if uploads(reqs.take()) == 0 {
 		t.Error("first push uploaded no blob")
 	}
 	for _, ref := range append(refs, refs[0].Context().Digest(want.String()), refs[2].Context().Digest(want.String())) {
@@ -67,7 +67,7 @@ func TestPush(t *testing.T) {
 
 	// Everything is there already: a second push, even from a fresh pusher,
 	// must not upload a single blob.
-	uploads.Store(0)
+	reqs.take()
 	p2, err := NewPusher(Options{Keychain: authn.NewMultiKeychain()})
 	if err != nil {
 		t.Fatal(err)
@@ -75,7 +75,7 @@ func TestPush(t *testing.T) {
 	if _, err := p2.Push(t.Context(), img, refs); err != nil {
 		t.Fatal(err)
 	}
-	if n := uploads.Load(); n != 0 {
+	if n := uploads(reqs.take()); n != 0 {
 		t.Errorf("second push made %d blob upload requests, want 0", n)
 	}
 }
