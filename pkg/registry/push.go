@@ -51,11 +51,11 @@ type Options struct {
 }
 
 // Pusher pushes images and indexes to registries. It holds one
-// [remote.Pusher], so registry pings and auth tokens are reused across calls
-// and references. It is safe for concurrent use.
+// [remote.Pusher] and one [remote.Puller], so registry pings and auth tokens
+// are reused across calls and references. It is safe for concurrent use.
 type Pusher struct {
 	pusher   *remote.Pusher
-	remote   []remote.Option // for reading tags back
+	puller   *remote.Puller // for the HEADs: what is there, reading tags back
 	insecure []string
 	jobs     int
 	progress *progressTracker // nil without Options.Progress
@@ -89,7 +89,7 @@ func NewPusher(opts Options) (*Pusher, error) {
 	if opts.RetryBackoff != nil {
 		backoff = *opts.RetryBackoff
 	}
-	p.remote = []remote.Option{
+	ropts := []remote.Option{
 		remote.WithAuthFromKeychain(kc),
 		remote.WithTransport(rt),
 		remote.WithUserAgent("imgbuild"),
@@ -97,11 +97,12 @@ func NewPusher(opts Options) (*Pusher, error) {
 		remote.WithRetryStatusCodes(retryStatusCodes...),
 		remote.WithRetryPredicate(retryable),
 	}
-	rp, err := remote.NewPusher(append([]remote.Option{remote.WithJobs(jobs)}, p.remote...)...)
-	if err != nil {
+	if p.pusher, err = remote.NewPusher(append([]remote.Option{remote.WithJobs(jobs)}, ropts...)...); err != nil {
 		return nil, fmt.Errorf("creating pusher: %w", err)
 	}
-	p.pusher = rp
+	if p.puller, err = remote.NewPuller(ropts...); err != nil {
+		return nil, fmt.Errorf("creating pusher: %w", err)
+	}
 	return p, nil
 }
 
@@ -202,7 +203,7 @@ func (p *Pusher) pushRepo(ctx context.Context, g *repoRefs, m manifest, digest v
 	// needs: pushing an unchanged image again is then one request, not one
 	// per blob.
 	present := false
-	if desc, err := remote.Head(repo.Digest(digest.String()), append([]remote.Option{remote.WithContext(ctx)}, p.remote...)...); err == nil && desc.Digest == digest {
+	if desc, err := p.puller.Head(ctx, repo.Digest(digest.String())); err == nil && desc.Digest == digest {
 		present = true
 	}
 
@@ -257,7 +258,7 @@ func (p *Pusher) pushRepo(ctx context.Context, g *repoRefs, m manifest, digest v
 	// Read every tag back: what the registry serves is what users get, and
 	// a concurrent push or a misbehaving proxy shows up here.
 	for _, ref := range g.refs {
-		desc, err := remote.Head(ref, append([]remote.Option{remote.WithContext(ctx)}, p.remote...)...)
+		desc, err := p.puller.Head(ctx, ref)
 		if err != nil {
 			return stepError(repo, fmt.Sprintf("reading back %s", ref), err)
 		}
