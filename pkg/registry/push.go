@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"slices"
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/authn"
@@ -107,8 +108,11 @@ func NewPusher(opts Options) (*Pusher, error) {
 }
 
 // Push pushes img under every ref; refs may span registries and
-// repositories. Per repository it uploads the blobs and the manifest by digest
-// once, then moves each tag. It returns the manifest digest.
+// repositories. Per repository it first asks the registry what the tags
+// serve: a repository where every ref serves the manifest already costs no
+// upload. Otherwise it uploads the blobs the repository lacks, puts the
+// manifest under each tag that does not serve it (by digest if there is no
+// tag) and reads the tags back. It returns the manifest digest.
 func (p *Pusher) Push(ctx context.Context, img v1.Image, refs []name.Reference) (v1.Hash, error) {
 	return p.push(ctx, img, refs)
 }
@@ -198,21 +202,85 @@ func (p *Pusher) pushRepo(ctx context.Context, g *repoRefs, m manifest, digest v
 		defer done()
 	}
 
+	// Ask the tags first, in order, until one serves something else; the
+	// tags after a miss most likely move with it and are put unasked. A tag
+	// that serves the digest needs no PUT, and its HEAD is its read-back.
+	served := make([]bool, len(g.refs))
+	tags := false
+	for i, ref := range g.refs {
+		if _, ok := ref.(name.Tag); !ok {
+			continue
+		}
+		tags = true
+		if !p.serves(ctx, ref, digest) {
+			break
+		}
+		served[i] = true
+	}
 	// A registry accepts a manifest only once it has its blobs, so a
-	// repository that already holds this manifest holds everything it
-	// needs: pushing an unchanged image again is then one request, not one
-	// per blob.
-	present := false
-	if desc, err := p.puller.Head(ctx, repo.Digest(digest.String())); err == nil && desc.Digest == digest {
+	// repository that already holds this manifest (which a tag serving it
+	// proves) holds everything it needs: pushing an unchanged image again
+	// is then one request, not one per blob.
+	present := slices.Contains(served, true) || p.serves(ctx, repo.Digest(digest.String()), digest)
+	for i, ref := range g.refs {
+		if _, ok := ref.(name.Digest); ok {
+			served[i] = present
+		}
+	}
+	// When every ref is served already, the repository is up to date and
+	// nothing below sends a request.
+
+	if !present {
+		if err := p.uploadDeps(ctx, repo, digest, blobs, children, from, mount); err != nil {
+			return err
+		}
+	}
+	// With a tag, the first tag's PUT creates the manifest, as docker push
+	// does; with digest references only, it is put by digest, once. Put, not
+	// Push: Push would HEAD the reference and the blobs again.
+	for i, ref := range g.refs {
+		if served[i] {
+			continue
+		}
+		if _, ok := ref.(name.Digest); ok && (tags || present) {
+			continue
+		}
+		step := fmt.Sprintf("tagging %s", ref)
+		if !present {
+			step = fmt.Sprintf("pushing manifest %s to %s", digest, repo)
+		}
+		if err := p.pusher.Put(ctx, ref, m); err != nil {
+			return stepError(repo, step, err)
+		}
 		present = true
 	}
 
+	// Read every tag put back: what the registry serves is what users get,
+	// and a concurrent push or a misbehaving proxy shows up here.
+	for i, ref := range g.refs {
+		if !served[i] {
+			desc, err := p.puller.Head(ctx, ref)
+			if err != nil {
+				return stepError(repo, fmt.Sprintf("reading back %s", ref), err)
+			}
+			if desc.Digest != digest {
+				return fmt.Errorf("reading back %s from %s: the registry serves %s, but imgbuild pushed %s", ref, repo.RegistryStr(), desc.Digest, digest)
+			}
+		}
+		if p.progress != nil {
+			p.progress.printf("pushed %s@%s\n", ref, digest)
+		}
+	}
+	return nil
+}
+
+// uploadDeps pushes to repo the blobs and child manifests of the manifest
+// with the given digest, mounting blobs from another repository of the same
+// registry if mount is set.
+func (p *Pusher) uploadDeps(ctx context.Context, repo name.Repository, digest v1.Hash, blobs []v1.Layer, children []manifest, from name.Repository, mount bool) error {
 	eg, ectx := errgroup.WithContext(ctx)
 	eg.SetLimit(p.jobs)
 	for _, l := range blobs {
-		if present {
-			break
-		}
 		if mount {
 			l = &remote.MountableLayer{Layer: l, Reference: from.Digest(digest.String())}
 		}
@@ -233,11 +301,7 @@ func (p *Pusher) pushRepo(ctx context.Context, g *repoRefs, m manifest, digest v
 
 	// Children go first: registries may refuse an index whose manifests
 	// they do not have yet.
-	manifests := append(children, m)
-	if present {
-		manifests = nil
-	}
-	for _, c := range manifests {
+	for _, c := range children {
 		d, err := c.Digest()
 		if err != nil {
 			return fmt.Errorf("computing manifest digest: %w", err)
@@ -246,30 +310,15 @@ func (p *Pusher) pushRepo(ctx context.Context, g *repoRefs, m manifest, digest v
 			return stepError(repo, fmt.Sprintf("pushing manifest %s to %s", d, repo), err)
 		}
 	}
-
-	for _, ref := range g.refs {
-		if _, ok := ref.(name.Tag); !ok {
-			continue // a digest reference was pushed above
-		}
-		if err := p.pusher.Push(ctx, ref, m); err != nil {
-			return stepError(repo, fmt.Sprintf("tagging %s", ref), err)
-		}
-	}
-	// Read every tag back: what the registry serves is what users get, and
-	// a concurrent push or a misbehaving proxy shows up here.
-	for _, ref := range g.refs {
-		desc, err := p.puller.Head(ctx, ref)
-		if err != nil {
-			return stepError(repo, fmt.Sprintf("reading back %s", ref), err)
-		}
-		if desc.Digest != digest {
-			return fmt.Errorf("reading back %s from %s: the registry serves %s, but imgbuild pushed %s", ref, repo.RegistryStr(), desc.Digest, digest)
-		}
-		if p.progress != nil {
-			p.progress.printf("pushed %s@%s\n", ref, desc.Digest)
-		}
-	}
 	return nil
+}
+
+// serves reports whether the registry serves digest under ref. An error
+// counts as no: if the registry is really unreachable, the upload that
+// follows fails with a better error.
+func (p *Pusher) serves(ctx context.Context, ref name.Reference, digest v1.Hash) bool {
+	desc, err := p.puller.Head(ctx, ref)
+	return err == nil && desc.Digest == digest
 }
 
 // stepError says which registry and step failed. A refusal (401/403) names

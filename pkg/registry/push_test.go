@@ -9,11 +9,15 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/name"
 	regserver "github.com/google/go-containerregistry/pkg/registry"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/random"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/google/go-containerregistry/pkg/v1/types"
 	"github.com/google/go-containerregistry/pkg/v1/validate"
 )
 
@@ -216,4 +220,162 @@ func TestPushInsecureTLS(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestPushRequests counts the requests each push sends, each from a fresh
+// Pusher as each imgbuild run makes one: an unchanged image costs a ping
+// and a HEAD per repository, a manifest is put once, under its first tag.
+func TestPushRequests(t *testing.T) {
+	t.Parallel()
+	host, reqs := newTestRegistry(t)
+	img, img3, img4 := randomImage(t), randomImage(t), randomImage(t)
+	extra, err := random.Layer(100, types.DockerLayer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	img2, err := mutate.AppendLayers(img, extra) // shares img's layers
+	if err != nil {
+		t.Fatal(err)
+	}
+	idx, err := random.Index(512, 2, 3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	digest := func(m interface{ Digest() (v1.Hash, error) }) string {
+		d, err := m.Digest()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return d.String()
+	}
+	// withBlobs adds what uploading blobs costs: a HEAD for each blob
+	// checked, then a POST, PATCH and PUT for each one sent.
+	withBlobs := func(checked, sent int, want map[string]int) map[string]int {
+		want["HEAD blob"] = checked
+		want["POST upload"], want["PATCH upload"], want["PUT upload"] = sent, sent, sent
+		return want
+	}
+
+	for _, tc := range []struct {
+		name string
+		m    manifest
+		refs []string
+		want map[string]int
+	}{{
+		// Two pings, the puller's and the pusher's. The tag's HEAD is
+		// asked first and read back last.
+		name: "first push",
+		m:    img,
+		refs: []string{"app:v1"},
+		want: withBlobs(4, 4, map[string]int{"GET /v2/": 2, "HEAD manifest v1": 2, "HEAD manifest by digest": 1, "PUT manifest v1": 1}),
+	}, {
+		name: "unchanged",
+		m:    img,
+		refs: []string{"app:v1"},
+		want: map[string]int{"GET /v2/": 1, "HEAD manifest v1": 1},
+	}, {
+		name: "new tag",
+		m:    img,
+		refs: []string{"app:v2"},
+		want: map[string]int{"GET /v2/": 2, "HEAD manifest v2": 2, "HEAD manifest by digest": 1, "PUT manifest v2": 1},
+	}, {
+		name: "changed image moves the tag",
+		m:    img2,
+		refs: []string{"app:v1"},
+		want: withBlobs(5, 2, map[string]int{"GET /v2/": 2, "HEAD manifest v1": 2, "HEAD manifest by digest": 1, "PUT manifest v1": 1}),
+	}, {
+		name: "one of two tags elsewhere",
+		m:    img2,
+		refs: []string{"app:v1", "app:v2"},
+		want: map[string]int{"GET /v2/": 2, "HEAD manifest v1": 1, "HEAD manifest v2": 2, "PUT manifest v2": 1},
+	}, {
+		name: "digest only, unchanged",
+		m:    img,
+		refs: []string{"app@" + digest(img)},
+		want: map[string]int{"GET /v2/": 1, "HEAD manifest by digest": 1},
+	}, {
+		name: "digest only, new image",
+		m:    img3,
+		refs: []string{"app@" + digest(img3)},
+		want: withBlobs(4, 4, map[string]int{"GET /v2/": 2, "HEAD manifest by digest": 2, "PUT manifest by digest": 1}),
+	}, {
+		name: "tag and digest, new image",
+		m:    img4,
+		refs: []string{"app:v4", "app@" + digest(img4)},
+		want: withBlobs(4, 4, map[string]int{"GET /v2/": 2, "HEAD manifest v4": 2, "HEAD manifest by digest": 2, "PUT manifest v4": 1}),
+	}, {
+		name: "index",
+		m:    idx,
+		refs: []string{"multi:v1"},
+		// Each child is put by digest after a HEAD.
+		want: withBlobs(9, 9, map[string]int{"GET /v2/": 2, "HEAD manifest v1": 2, "HEAD manifest by digest": 1 + 3, "PUT manifest by digest": 3, "PUT manifest v1": 1}),
+	}, {
+		name: "index unchanged",
+		m:    idx,
+		refs: []string{"multi:v1"},
+		want: map[string]int{"GET /v2/": 1, "HEAD manifest v1": 1},
+	}} {
+		var refs []string
+		for _, r := range tc.refs {
+			refs = append(refs, host+"/"+r)
+		}
+		var progress bytes.Buffer
+		p, err := NewPusher(Options{Keychain: authn.NewMultiKeychain(), Progress: &progress})
+		if err != nil {
+			t.Fatal(err)
+		}
+		reqs.take()
+		switch m := tc.m.(type) {
+		case v1.ImageIndex:
+			_, err = p.PushIndex(t.Context(), m, mustRefs(t, refs...))
+		case v1.Image:
+			_, err = p.Push(t.Context(), m, mustRefs(t, refs...))
+		}
+		if err != nil {
+			t.Fatalf("%s: %v", tc.name, err)
+		}
+		got := map[string]int{}
+		for _, r := range reqs.take() {
+			got[requestKind(r)]++
+		}
+		if diff := cmp.Diff(tc.want, got); diff != "" {
+			t.Errorf("%s: requests (-want +got):\n%s", tc.name, diff)
+		}
+		for _, ref := range refs {
+			if line := "pushed " + ref + "@" + digest(tc.m); !strings.Contains(progress.String(), line) {
+				t.Errorf("%s: progress output lacks %q:\n%s", tc.name, line, progress.String())
+			}
+		}
+	}
+
+	// What each tag serves in the end.
+	for tag, m := range map[string]manifest{"app:v1": img2, "app:v2": img2, "app:v4": img4, "multi:v1": idx} {
+		ref := mustRefs(t, host+"/"+tag)[0]
+		desc, err := remote.Head(ref)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want := digest(m); desc.Digest.String() != want {
+			t.Errorf("%s serves %s, want %s", ref, desc.Digest, want)
+		}
+	}
+}
+
+// requestKind names a recorded request by its step: "GET /v2/",
+// "HEAD blob", "POST upload", "PUT manifest v1", "HEAD manifest by
+// digest", ...
+func requestKind(req string) string {
+	method, path, _ := strings.Cut(req, " ")
+	switch {
+	case strings.Contains(path, "/blobs/uploads/"):
+		return method + " upload"
+	case strings.Contains(path, "/blobs/"):
+		return method + " blob"
+	case strings.Contains(path, "/manifests/sha256:"):
+		return method + " manifest by digest"
+	case strings.Contains(path, "/manifests/"):
+		_, tag, _ := strings.Cut(path, "/manifests/")
+		return method + " manifest " + tag
+	}
+	return req
 }
