@@ -59,6 +59,9 @@ func startEmbedded(ctx context.Context, o *options) (*embedded, error) {
 	if err := recoverState(ctx, o); err != nil {
 		return nil, err
 	}
+	if err := useTempDir(o.root); err != nil {
+		return nil, err
+	}
 	sm, err := session.NewManager()
 	if err != nil {
 		return nil, fmt.Errorf("creating session manager: %w", err)

@@ -7,6 +7,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io/fs"
 	"os"
 	"os/exec"
@@ -15,6 +16,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/containerd/containerd/v2/core/mount"
 
 	"github.com/imgbuild/imgbuild/pkg/cache"
 )
@@ -59,6 +62,12 @@ func recoverState(ctx context.Context, o *options) error {
 			_ = os.RemoveAll(b)
 		}
 	}
+	// What a killed process had mounted in its temp dir was unmounted
+	// above; the dirs go now, unless a mount survived.
+	tmp := filepath.Join(o.root, tempDir)
+	if m, err := cache.StaleMounts(tmp); err == nil && len(m) == 0 {
+		_ = os.RemoveAll(tmp)
+	}
 	if clean {
 		// The last owner closed every database in this boot and none
 		// changed since: their consistency check, which reads every page,
@@ -66,6 +75,24 @@ func recoverState(ctx context.Context, o *options) error {
 		return nil
 	}
 	return cache.RecoverDatabases(o.root, warn)
+}
+
+// tempDir is the state dir's temp dir (see useTempDir).
+const tempDir = "tmp"
+
+// useTempDir points the process's temp dir, where BuildKit and containerd
+// mount snapshots for a moment (to read a Dockerfile, to diff layers), into
+// the state dir: a process killed meanwhile leaves those mounts where
+// recoverState finds them, instead of on the host's /tmp for good.
+func useTempDir(root string) error {
+	dir := filepath.Join(root, tempDir)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return err
+	}
+	if err := mount.SetTempMountLocation(dir); err != nil {
+		return fmt.Errorf("setting the temp mount dir: %w", err)
+	}
+	return os.Setenv("TMPDIR", dir)
 }
 
 // staleBundles lists the OCI bundle dirs of RUN containers (one per BuildKit
@@ -106,12 +133,13 @@ func removeHalfCreated(ctx context.Context, runcPath, id string) {
 			}
 		}
 		// A cgroup dir is removed with rmdir once empty; its killed
-		// processes may take a moment to leave it.
-		for range 20 {
+		// processes may take a moment to leave it (over 200 ms on a
+		// loaded machine).
+		for range 100 {
 			if err := syscall.Rmdir(cg); err == nil || errors.Is(err, fs.ErrNotExist) {
 				break
 			}
-			time.Sleep(10 * time.Millisecond)
+			time.Sleep(20 * time.Millisecond)
 		}
 	}
 }
