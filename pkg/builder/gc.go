@@ -79,18 +79,29 @@ func (b *Builder) closing() {
 // short-lived process never reaches, so the builder does it when it closes.
 func (b *Builder) collectGarbage(ctx context.Context) error {
 	rules := b.bk.gcPolicy
-	if len(rules) > 0 && b.underBounds(ctx) {
+	switch {
+	case len(rules) == 0:
+	case b.opts.gc.MaxUsed == 0 && b.collectedRecently():
+		// The default bound is checked at most once a minute, as buildkitd
+		// checks it: summing the cache's size walks every mutable
+		// snapshot, the build context's too (60 ms for 20,000 files). A
+		// bound the user set holds after every build.
+		rules = nil
+	case b.underBounds(ctx):
 		// No rule would remove a record. Left is collecting what released
 		// leases and failed steps left behind, which walks every snapshot
 		// and blob: like buildkitd, at most once a minute. The image
 		// resolver's leases are left to expire as buildkitd leaves them,
 		// so the next build finds the base image's config.
 		rules = nil
-		if err := b.collectUnreferenced(ctx); err != nil {
-			return err
+		if !b.collectedRecently() {
+			if err := b.bk.worker.GarbageCollect(ctx); err != nil {
+				return fmt.Errorf("collecting build cache garbage: %w", err)
+			}
+			b.touchCollected()
 		}
 	}
-	for _, rule := range rules {
+	for i, rule := range rules {
 		opts := []bkclient.PruneOption{
 			bkclient.WithFilter(rule.Filter),
 			bkclient.WithKeepOpt(rule.KeepDuration, rule.ReservedSpace, rule.MaxUsedSpace, rule.MinFreeSpace),
@@ -100,6 +111,9 @@ func (b *Builder) collectGarbage(ctx context.Context) error {
 		}
 		if err := b.bk.client.Prune(ctx, nil, opts...); err != nil {
 			return fmt.Errorf("collecting build cache garbage: %w", err)
+		}
+		if i == len(rules)-1 {
+			b.touchCollected()
 		}
 	}
 	if b.opts.gc.Disabled {
@@ -111,28 +125,25 @@ func (b *Builder) collectGarbage(ctx context.Context) error {
 	return nil
 }
 
-// gcStamp is touched after each collection of unreferenced data.
+// gcStamp is touched after each collection.
 const gcStamp = "gc.last"
 
-// gcInterval is how often unreferenced data is collected when no rule
-// prunes: buildkitd's throttle.
+// gcInterval is buildkitd's GC throttle.
 const gcInterval = time.Minute
 
-// collectUnreferenced runs the content and snapshot GC when the last run
-// is more than gcInterval ago.
-func (b *Builder) collectUnreferenced(ctx context.Context) error {
+// collectedRecently reports whether the last collection is less than
+// gcInterval ago.
+func (b *Builder) collectedRecently() bool {
+	fi, err := os.Stat(filepath.Join(b.opts.root, gcStamp))
+	return err == nil && time.Since(fi.ModTime()) < gcInterval
+}
+
+func (b *Builder) touchCollected() {
 	stamp := filepath.Join(b.opts.root, gcStamp)
-	if fi, err := os.Stat(stamp); err == nil && time.Since(fi.ModTime()) < gcInterval {
-		return nil
+	if err := os.WriteFile(stamp, nil, 0o600); err == nil {
+		now := time.Now()
+		_ = os.Chtimes(stamp, now, now)
 	}
-	if err := b.bk.worker.GarbageCollect(ctx); err != nil {
-		return fmt.Errorf("collecting build cache garbage: %w", err)
-	}
-	if err := os.WriteFile(stamp, nil, 0o600); err != nil {
-		return err
-	}
-	now := time.Now()
-	return os.Chtimes(stamp, now, now)
 }
 
 // underBounds reports whether the build cache is smaller than every GC
