@@ -160,6 +160,9 @@ type Request struct {
 	// CacheExports are BuildKit cache destinations (--cache-to). The
 	// default is none.
 	CacheExports []CacheEntry
+	// Compression is how layers are compressed. The default is gzip at
+	// its default level, with base image layers reused as they are.
+	Compression Compression
 }
 
 // CacheEntry is one cache import or export, in BuildKit's terms: Type is
@@ -192,6 +195,9 @@ type Result struct {
 
 // Build solves req and returns the image.
 func (b *Builder) Build(ctx context.Context, req Request) (*Result, error) {
+	if err := req.Compression.Validate(); err != nil {
+		return nil, err
+	}
 	fi, err := os.Stat(req.ContextDir)
 	if err != nil {
 		return nil, fmt.Errorf("build context: %w", err)
@@ -381,11 +387,13 @@ func (b *Builder) checkFrontend(dfName string, df []byte, args map[string]string
 
 // exportAttrs are the OCI exporter's settings. With SOURCE_DATE_EPOCH set,
 // layer file times are rewritten to it too (not only the config's), so
-// that the same sources give the same digest.
+// that the same sources give the same digest. req.Compression sets the
+// layer compression.
 func exportAttrs(req Request) map[string]string {
 	attrs := map[string]string{"tar": "false", "oci-mediatypes": "true"}
 	if _, ok := req.BuildArgs["SOURCE_DATE_EPOCH"]; ok {
 		attrs["rewrite-timestamp"] = "true"
 	}
+	req.Compression.attrs(attrs)
 	return attrs
 }
