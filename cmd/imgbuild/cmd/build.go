@@ -37,6 +37,7 @@ type buildOptions struct {
 	platform     string
 	reg          registryFlags
 	cache        cacheFlags
+	compression  compressionFlags
 	digests      digestFiles
 	// builderOutput is kaniko's BUILDER_OUTPUT directory (Cloud Build):
 	// it gets an "images" file naming each pushed image.
@@ -91,6 +92,7 @@ standard error.`,
 	f.StringVar(&bo.platform, "platform", "", "target platform, e.g. linux/amd64 (default: the host's)")
 	bo.reg.addFlags(f)
 	bo.cache.addFlags(f)
+	bo.compression.addFlags(f)
 	bo.digests.addFlags(f)
 	f.StringVar(&bo.runc, "runc", "", "runc binary (default: runc next to imgbuild, else on $PATH)")
 	f.BoolVar(&bo.allowInsecureRunc, "allow-insecure-runc", false, "run RUN steps with a runc that lacks the 2024/2025 container-escape fixes")
@@ -196,6 +198,9 @@ func (bo *buildOptions) plan(contextDir string, stdin io.Reader, getenv func(str
 		p.outputs = append(p.outputs, out)
 	}
 	if err := bo.cache.apply(&p.req); err != nil {
+		return nil, err
+	}
+	if err := bo.compression.apply(&p.req); err != nil {
 		return nil, err
 	}
 	return p, nil
