@@ -48,6 +48,8 @@ type kanikoOptions struct {
 	skipTLSPull    bool
 	reproducible   bool
 	pushRetry      int
+	compression    kanikoCompression
+	compressionLvl int
 
 	// ignored are kaniko flags that describe kaniko's internals; they are
 	// accepted so that existing Job specs keep working.
@@ -156,6 +158,8 @@ func (ko *kanikoOptions) addFlags(f *pflag.FlagSet) {
 	f.BoolVar(&ko.skipTLSPush, "skip-tls-verify", false, "push without verifying destination registries' TLS certificates")
 	f.BoolVar(&ko.skipTLSPull, "skip-tls-verify-pull", false, "pull without verifying registries' TLS certificates")
 	f.BoolVar(&ko.reproducible, "reproducible", false, "strip timestamps (SOURCE_DATE_EPOCH=0) for reproducible digests")
+	f.Var(&ko.compression, "compression", "layer compression: gzip or zstd (default gzip)")
+	f.IntVar(&ko.compressionLvl, "compression-level", -1, "compression level: 1 to 9 for gzip, 1 to 22 for zstd; 0 or less is the algorithm's default")
 	f.IntVar(&ko.pushRetry, "push-retry", 0, "accepted for compatibility: pushes always retry transient registry errors with backoff")
 	f.BoolVar(&ko.cache, "cache", false, "use the registry layer cache (--cache-repo, default DESTINATION-REPO/cache)")
 	f.StringVar(&ko.cacheRepo, "cache-repo", "", "registry repository for the cache; oci:PATH keeps it in a local directory")
@@ -222,6 +226,7 @@ func (ko *kanikoOptions) toBuild(bo *buildOptions, contextDir string, lookupEnv 
 	if ko.reproducible {
 		bo.buildArgs = append(bo.buildArgs, "SOURCE_DATE_EPOCH=0")
 	}
+	ko.compressionToBuild(bo)
 	if v, ok := lookupEnv("KANIKO_REGISTRY_MIRROR"); ok && v != "" && len(bo.reg.mirrors) == 0 {
 		bo.reg.mirrors = strings.Split(v, ";")
 	}
@@ -261,6 +266,35 @@ func (ko *kanikoOptions) toBuild(bo *buildOptions, contextDir string, lookupEnv 
 		bo.outputs = append(bo.outputs, "type=oci,dest="+ko.ociLayoutPath)
 	}
 	return nil
+}
+
+// kanikoCompression is kaniko's --compression: gzip or zstd, checked as the
+// flag is parsed, as kaniko does.
+type kanikoCompression string
+
+// Set implements pflag.Value.
+func (c *kanikoCompression) Set(s string) error {
+	if s != builder.Gzip && s != builder.Zstd {
+		return errors.New("want gzip or zstd")
+	}
+	*c = kanikoCompression(s)
+	return nil
+}
+
+// String implements pflag.Value.
+func (c *kanikoCompression) String() string { return string(*c) }
+
+// Type implements pflag.Value.
+func (c *kanikoCompression) Type() string { return "string" }
+
+// compressionToBuild maps kaniko's --compression and --compression-level;
+// kaniko applies a level only when it is above 0.
+func (ko *kanikoOptions) compressionToBuild(bo *buildOptions) {
+	bo.compression.typ = string(ko.compression)
+	if ko.compressionLvl > 0 {
+		l := ko.compressionLvl
+		bo.compression.level.v = &l
+	}
 }
 
 // fromLine matches a FROM instruction's image.

@@ -7,6 +7,8 @@ import (
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/imgbuild/imgbuild/pkg/builder"
 )
 
 // TestExecutorFlagTranslation maps real kaniko command lines (from kaniko's
@@ -22,6 +24,7 @@ func TestExecutorFlagTranslation(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(ctxDir, "docker", "Dockerfile.prod"), []byte("ARG BASE=internal.example:5000/base:1\nFROM ${BASE} AS build\nFROM --platform=linux/amd64 mirror.example/tools:2\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
+	three := 3
 	type want struct {
 		Tags      []string
 		Push      bool
@@ -36,6 +39,7 @@ func TestExecutorFlagTranslation(t *testing.T) {
 		Insecure  []string
 		SkipTLS   []string
 		Mirrors   []string
+		Compress  builder.Compression
 	}
 	for _, tc := range []struct {
 		name string
@@ -82,6 +86,16 @@ func TestExecutorFlagTranslation(t *testing.T) {
 			Insecure:  []string{"plain.example:5000", "internal.example:5000", "mirror.example"},
 			SkipTLS:   []string{"internal.example:5000", "mirror.example"},
 			Mirrors:   []string{"mirror.gcr.io"}},
+	}, {
+		name: "zstd at a level",
+		args: []string{"-c", ctxDir, "-d", "example.com/app:1", "--compression", "zstd", "--compression-level", "3"},
+		want: want{Tags: []string{"example.com/app:1"}, Push: true, File: filepath.Join(ctxDir, "Dockerfile"),
+			Compress: builder.Compression{Type: "zstd", Level: &three}},
+	}, {
+		name: "gzip, level 0 and below is gzip's default as in kaniko",
+		args: []string{"-c", ctxDir, "-d", "example.com/app:1", "--compression=gzip", "--compression-level=0"},
+		want: want{Tags: []string{"example.com/app:1"}, Push: true, File: filepath.Join(ctxDir, "Dockerfile"),
+			Compress: builder.Compression{Type: "gzip"}},
 	}} {
 		t.Run(tc.name, func(t *testing.T) {
 			ko, bo := &kanikoOptions{}, &buildOptions{}
@@ -100,7 +114,8 @@ func TestExecutorFlagTranslation(t *testing.T) {
 			}
 			got := want{Tags: bo.tags, Push: bo.push, File: bo.file, BuildArgs: bo.buildArgs, Target: bo.target,
 				Labels: bo.labels, Platform: bo.platform, Outputs: bo.outputs, CacheFrom: bo.cache.from, CacheTo: bo.cache.to,
-				Insecure: bo.reg.insecure, SkipTLS: bo.reg.skipTLSVerify, Mirrors: bo.reg.mirrors}
+				Insecure: bo.reg.insecure, SkipTLS: bo.reg.skipTLSVerify, Mirrors: bo.reg.mirrors,
+				Compress: builder.Compression{Type: bo.compression.typ, Level: bo.compression.level.v, Force: bo.compression.force}}
 			if d := cmp.Diff(tc.want, got); d != "" {
 				t.Errorf("options (-want +got):\n%s", d)
 			}
@@ -109,6 +124,10 @@ func TestExecutorFlagTranslation(t *testing.T) {
 }
 
 func TestExecutorErrors(t *testing.T) {
+	withDockerfile := t.TempDir()
+	if err := os.WriteFile(filepath.Join(withDockerfile, "Dockerfile"), []byte("FROM scratch\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	for _, tc := range []struct {
 		args []string
 		want string
@@ -117,6 +136,9 @@ func TestExecutorErrors(t *testing.T) {
 		{[]string{"executor", "--context", "s3://bucket/ctx.tar.gz", "--no-push"}, "s3:// contexts are not supported"},
 		{[]string{"executor", "--context", t.TempDir()}, "--destination is required"},
 		{[]string{"executor", "--context", t.TempDir(), "--no-push", "--dockerfile", "missing.Dockerfile"}, `dockerfile "missing.Dockerfile" not found`},
+		{[]string{"executor", "--context", withDockerfile, "--no-push", "--compression", "uncompressed"}, `invalid argument "uncompressed" for "--compression" flag: want gzip or zstd`},
+		{[]string{"executor", "--context", withDockerfile, "--no-push", "--compression-level", "fast"}, `invalid argument "fast" for "--compression-level" flag`},
+		{[]string{"executor", "--context", withDockerfile, "--no-push", "--compression-level", "10"}, "--compression-level: invalid compression level 10 for gzip (want 0 to 9)"},
 	} {
 		r := imgbuild(t, "", tc.args...)
 		if r.code == 0 || !strings.Contains(r.stderr, tc.want) {
