@@ -32,11 +32,11 @@ type fileStamp struct {
 // MarkClean records that the state dir's databases were closed cleanly. The
 // caller holds the state dir's lock and has closed BuildKit.
 func MarkClean(root string) error {
-	boot, err := os.ReadFile(bootIDFile)
+	boot, err := BootID()
 	if err != nil {
 		return err
 	}
-	m := cleanMark{BootID: strings.TrimSpace(string(boot)), Databases: databaseStamps(root)}
+	m := cleanMark{BootID: boot, Databases: databaseStamps(root)}
 	b, err := json.Marshal(m)
 	if err != nil {
 		return err
@@ -66,11 +66,21 @@ func TakeClean(root string) bool {
 	if err := json.Unmarshal(b, &m); err != nil {
 		return false
 	}
-	boot, err := os.ReadFile(bootIDFile)
-	if err != nil || m.BootID == "" || strings.TrimSpace(string(boot)) != m.BootID {
+	boot, err := BootID()
+	if err != nil || m.BootID == "" || boot != m.BootID {
 		return false
 	}
 	return maps.Equal(m.Databases, databaseStamps(root))
+}
+
+// BootID identifies the running boot of the kernel: what was probed or
+// written under another one may not hold any more.
+func BootID() (string, error) {
+	b, err := os.ReadFile(bootIDFile)
+	if err != nil {
+		return "", err
+	}
+	return strings.TrimSpace(string(b)), nil
 }
 
 // databaseStamps stats the databases RecoverDatabases checks.
