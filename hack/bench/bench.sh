@@ -103,10 +103,11 @@ if [[ "${1:-}" == "__conc" ]]; then
 	pids=()
 	for i in $(seq 1 8); do
 		st="$4"
-		# imgbuild's state dir is single-process: each build gets its own.
-		# So does each daemonless buildkitd; buildah shares one storage
+		# Each daemonless buildkitd gets its own state, as
+		# buildctl-daemonless.sh runs them; imgbuild builds share one
+		# --root (the first serves the others), buildah shares one storage
 		# (it locks), buildctl shares the running daemon.
-		case "$1" in imgbuild | bk-daemonless) st="$4/c${i}" ;; esac
+		case "$1" in bk-daemonless) st="$4/c${i}" ;; esac
 		mkdir -p "${st}"
 		"${SELF}" __run "$1" "$2" "$3-${i}:latest" "${st}" >"${BENCH_CONC_LOG:-$4/conc}-${i}.log" 2>&1 &
 		pids+=($!)
