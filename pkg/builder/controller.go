@@ -188,23 +188,19 @@ func (e *embedded) close() error {
 	return errors.Join(errs...)
 }
 
-// snapshotterProbe is the state dir file recording what detectSnapshotter
-// found, for whom.
-const snapshotterProbe = "snapshotter.probe"
-
 // detectSnapshotter probes overlayfs, then fuse-overlayfs, on root's
 // filesystem. The overlayfs probe mounts and unmounts an overlay, and the
 // unmount syncs the whole filesystem: 0.3 s behind another process's
-// 600 MB of unwritten data. So the answer is kept in root, for the same
-// boot, filesystem and user namespace.
-func detectSnapshotter(root string) string {
-	var key string
+// 600 MB of unwritten data. So the answer is kept in recordDir (see
+// probeRecordDir), per boot, filesystem, user and user namespace.
+func detectSnapshotter(root, recordDir string) string {
+	var key, record string
 	var st syscall.Stat_t
 	if boot, err := cache.BootID(); err == nil && syscall.Stat(root, &st) == nil {
-		key = fmt.Sprintf("boot=%s dev=%d userns=%t\n", boot, st.Dev, InUserNamespace())
+		key = fmt.Sprintf("boot=%s dev=%d uid=%d userns=%t\n", boot, st.Dev, os.Geteuid(), InUserNamespace())
+		record = filepath.Join(recordDir, fmt.Sprintf("snapshotter-%d", st.Dev))
 	}
-	probe := filepath.Join(root, snapshotterProbe)
-	if b, err := os.ReadFile(probe); err == nil && key != "" {
+	if b, err := os.ReadFile(record); err == nil && key != "" {
 		if k, name, ok := strings.Cut(string(b), "snapshotter="); ok && k == key {
 			return strings.TrimSpace(name)
 		}
@@ -215,13 +211,29 @@ func detectSnapshotter(root string) string {
 	} else if err := fuseoverlayfs.Supported(root); err == nil {
 		name = "fuse-overlayfs"
 	}
-	if key != "" {
-		tmp := probe + ".tmp"
-		if os.WriteFile(tmp, []byte(key+"snapshotter="+name+"\n"), 0o600) == nil {
-			_ = os.Rename(tmp, probe)
+	if key != "" && os.MkdirAll(recordDir, 0o700) == nil {
+		if tmp, err := os.CreateTemp(recordDir, ".snapshotter-*"); err == nil {
+			_, werr := tmp.WriteString(key + "snapshotter=" + name + "\n")
+			if cerr := tmp.Close(); werr == nil && cerr == nil {
+				_ = os.Rename(tmp.Name(), record)
+			}
+			_ = os.Remove(tmp.Name())
 		}
 	}
 	return name
+}
+
+// probeRecordDir is where detectSnapshotter keeps its answers: a runtime
+// dir, emptied at boot and shared by all of the user's state dirs (so a
+// cold build on a fresh --root does not probe either), else the state dir.
+func probeRecordDir(root string) string {
+	if os.Geteuid() == 0 && !InUserNamespace() {
+		return "/run/imgbuild"
+	}
+	if d := os.Getenv("XDG_RUNTIME_DIR"); d != "" {
+		return filepath.Join(d, "imgbuild")
+	}
+	return root
 }
 
 // snapshotterFactory picks overlayfs where the kernel supports it on the state
@@ -234,7 +246,7 @@ func snapshotterFactory(root, name string) (string, runc.SnapshotterFactory, err
 		return "", runc.SnapshotterFactory{}, fmt.Errorf("creating state dir: %w", err)
 	}
 	if name == "" || name == "auto" {
-		name = detectSnapshotter(root)
+		name = detectSnapshotter(root, probeRecordDir(root))
 	}
 	switch name {
 	case "overlayfs":

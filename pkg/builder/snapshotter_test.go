@@ -16,14 +16,25 @@ import (
 // recorded for another boot is not trusted.
 func TestDetectSnapshotterCached(t *testing.T) {
 	testutil.RequireRoot(t)
-	root := t.TempDir()
-	if got := detectSnapshotter(root); got != "overlayfs" {
+	root, records := t.TempDir(), filepath.Join(t.TempDir(), "records")
+	if got := detectSnapshotter(root, records); got != "overlayfs" {
 		t.Fatalf("detectSnapshotter on %s = %q, want overlayfs", root, got)
 	}
-	probe := filepath.Join(root, snapshotterProbe)
+	found, _ := filepath.Glob(filepath.Join(records, "snapshotter-*"))
+	if len(found) != 1 {
+		t.Fatalf("probe records: %v, want one", found)
+	}
+	probe := found[0]
 	b, err := os.ReadFile(probe)
 	if err != nil {
-		t.Fatalf("no probe record: %v", err)
+		t.Fatal(err)
+	}
+	// Another state dir on the same filesystem uses the same record.
+	if err := os.WriteFile(probe, []byte(strings.Replace(string(b), "snapshotter=overlayfs", "snapshotter=native", 1)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if got := detectSnapshotter(t.TempDir(), records); got != "native" {
+		t.Errorf("another state dir on the same filesystem: %q, want the recorded native", got)
 	}
 	key, _, _ := strings.Cut(string(b), "snapshotter=")
 
@@ -31,7 +42,7 @@ func TestDetectSnapshotterCached(t *testing.T) {
 	if err := os.WriteFile(probe, []byte(key+"snapshotter=native\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if got := detectSnapshotter(root); got != "native" {
+	if got := detectSnapshotter(root, records); got != "native" {
 		t.Errorf("with a record for this boot saying native: %q, want native (the record was not used)", got)
 	}
 
@@ -40,7 +51,7 @@ func TestDetectSnapshotterCached(t *testing.T) {
 	if err := os.WriteFile(probe, []byte(other+"snapshotter=native\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if got := detectSnapshotter(root); got != "overlayfs" {
+	if got := detectSnapshotter(root, records); got != "overlayfs" {
 		t.Errorf("with a record from another boot: %q, want overlayfs from a new probe", got)
 	}
 	if b, _ := os.ReadFile(probe); !strings.Contains(string(b), "snapshotter=overlayfs") || strings.Contains(string(b), "boot=x") {
