@@ -258,6 +258,10 @@ run_measured() { # WL SCENARIO TOOL RUN CTX REF [__conc]
 	if [[ "${tool}" == bk-daemon ]]; then
 		extra=(--pid "$(cat "${state}/bk-daemon/buildkitd.pid")")
 	fi
+	# Write back what the previous run left dirty, outside the timed region:
+	# otherwise the next tool's first sync (an fsync, an overlay unmount)
+	# waits for it and is billed for another tool's writes.
+	sync
 	before="$(uploaded)"
 	# __conc writes one log per build next to this one.
 	export BENCH_CONC_LOG="${log%.log}"
