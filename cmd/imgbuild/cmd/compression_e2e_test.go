@@ -45,17 +45,7 @@ var magic = map[types.MediaType][]byte{
 // the layers' media types, digests and files.
 func pullLayers(t *testing.T, ref string) ([]types.MediaType, []v1.Hash, []map[string]string) {
 	t.Helper()
-	r, err := name.ParseReference(ref)
-	if err != nil {
-		t.Fatal(err)
-	}
-	img, err := remote.Image(r)
-	if err != nil {
-		t.Fatalf("pulling %s: %v", ref, err)
-	}
-	if err := validate.Image(img, validate.Fast); err != nil {
-		t.Fatalf("validating %s: %v", ref, err)
-	}
+	img := pull(t, ref, validate.Fast)
 	cfg, err := img.ConfigFile()
 	if err != nil {
 		t.Fatal(err)
