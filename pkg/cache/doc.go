@@ -56,11 +56,20 @@
 //
 // # Size and crash safety
 //
-// [GCConfig] bounds the build cache; the owner applies it when it closes,
-// and [PruneImages] keeps the image store to recent results. At start, with
-// the lock held, the owner kills RUN containers and detaches mounts that a
-// killed process left under the state directory ([UnmountStale]) and sets
-// corrupt databases aside ([RecoverDatabases]).
+// [GCConfig] bounds the build cache; the owner applies it when it closes
+// (the default bound at most once a minute, as buildkitd does), and
+// [PruneImages] keeps the image store to recent results. At start, with the
+// lock held, the owner kills RUN containers and detaches mounts that a
+// killed process left under the state directory ([UnmountStale]; BuildKit's
+// temporary mounts live in its tmp/ too) and sets corrupt databases aside
+// ([RecoverDatabases]).
+//
+// The databases the owner opens itself are not synced per transaction, as
+// BuildKit does not sync its solver cache: a killed process loses nothing,
+// since the kernel still writes its pages. The owner syncs them when it
+// closes and then writes a clean-shutdown mark ([MarkClean]); the next owner
+// skips the databases' full consistency check only when the mark is from the
+// same boot and every database is as it was left ([TakeClean]).
 //
 // This package never imports BuildKit: pkg/builder maps these plain types onto
 // BuildKit's configuration.
