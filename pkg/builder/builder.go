@@ -191,6 +191,13 @@ type Result struct {
 	ConfigDigest v1.Hash
 	// Warnings are the build's lint warnings.
 	Warnings []string
+	// BlobSources names, for those of the image's layers that were pulled
+	// from a registry (base image layers), the repositories ("host/repo",
+	// newest first) that served them, as recorded in the state dir's
+	// [BlobSourcesFile]. A push can mount them from there instead of
+	// uploading them (see registry.Options.BlobSources). Layers with no
+	// record are left out.
+	BlobSources map[v1.Hash][]string
 }
 
 // Build solves req and returns the image.
@@ -348,7 +355,28 @@ func (b *Builder) Build(ctx context.Context, req Request) (*Result, error) {
 	for _, w := range warnings {
 		res.Warnings = append(res.Warnings, string(w.Short))
 	}
+	res.BlobSources = b.blobSources(img)
 	return res, nil
+}
+
+// blobSources looks up where img's layers were pulled from: in the owner's
+// records, or, in a process that joined the owner, in the file the owner
+// keeps them in. Nothing is an error: the sources only save uploads.
+func (b *Builder) blobSources(img v1.Image) map[v1.Hash][]string {
+	layers, err := img.Layers()
+	if err != nil {
+		return nil
+	}
+	var digests []v1.Hash
+	for _, l := range layers {
+		if d, err := l.Digest(); err == nil {
+			digests = append(digests, d)
+		}
+	}
+	if b.bk.sources != nil {
+		return b.bk.sources.lookup(digests)
+	}
+	return lookupBlobSources(b.opts.root, digests)
 }
 
 // checkFrontend enforces the frontend policy: `# syntax=docker/dockerfile:…`

@@ -52,6 +52,8 @@ type embedded struct {
 	snapshotter string
 	gcPolicy    []gcRule
 	worker      *base.Worker
+	// sources records where pulled blobs came from (nil when joined).
+	sources *blobSources
 	// snapshotters are closed last, after everything that uses them.
 	snapshotters []snapshots.Snapshotter
 }
@@ -70,7 +72,8 @@ func startEmbedded(ctx context.Context, o *options) (*embedded, error) {
 	if err != nil {
 		return nil, fmt.Errorf("creating session manager: %w", err)
 	}
-	hosts := registryHosts(o)
+	sources := newBlobSources(o.root)
+	hosts := registryHosts(o, sources)
 
 	snName, snFactory, err := snapshotterFactory(o.root, o.snapshotter)
 	if err != nil {
@@ -172,7 +175,7 @@ func startEmbedded(ctx context.Context, o *options) (*embedded, error) {
 		ctrl.Close()
 		return nil, fmt.Errorf("connecting to embedded BuildKit: %w", err)
 	}
-	return &embedded{ctrl: ctrl, server: server, listener: lis, client: c, snapshotter: snName, gcPolicy: policy, worker: w, snapshotters: created}, nil
+	return &embedded{ctrl: ctrl, server: server, listener: lis, client: c, snapshotter: snName, gcPolicy: policy, worker: w, sources: sources, snapshotters: created}, nil
 }
 
 // maxMsgSize matches containerd's defaults, which buildkitd uses too.

@@ -15,8 +15,9 @@ import (
 // hosts named with --insecure-registry get TLS without verification and an
 // HTTP fallback, also as in docker. Mirrors come first, then the registry
 // itself unless its fallback is turned off. Results are memoised per host so
-// that connections are reused across pulls.
-func registryHosts(o *options) docker.RegistryHosts {
+// that connections are reused across pulls. With sources set, every
+// host records where the blobs it serves come from (see [sourceRecorder]).
+func registryHosts(o *options, sources *blobSources) docker.RegistryHosts {
 	cfg := map[string]resolverconfig.RegistryConfig{}
 	noFallback := map[string]bool{}
 	yes := true
@@ -72,7 +73,7 @@ func registryHosts(o *options) docker.RegistryHosts {
 			hs = hs[:len(hs)-1] // the registry itself comes last
 		}
 		for i := range hs {
-			hs[i].Client = withPullRetry(hs[i].Client)
+			hs[i].Client = withSourceRecorder(withPullRetry(hs[i].Client), sources)
 		}
 		memo[host] = hs
 		return hs, nil

@@ -17,7 +17,7 @@ func TestRegistryHostsMirrors(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	hosts := registryHosts(o)
+	hosts := registryHosts(o, nil)
 	for _, tc := range []struct {
 		host      string
 		wantHosts []string // host + path of each, in order
