@@ -10,7 +10,9 @@
 // Pushes go through per-registry TLS settings ([HostConfig]), retry
 // temporary failures honouring Retry-After, refuse upload locations aimed at
 // internal addresses, check the digests the registry reports
-// ([DigestMismatchError]) and read every tag back.
+// ([DigestMismatchError]) and read every tag back. A blob already in another
+// repository of the target registry (pushed there by the same call, or known
+// from [Options.BlobSources]) is mounted rather than uploaded.
 //
 // It uses go-containerregistry only and never imports BuildKit: the builder
 // hands over images as ggcr values, whatever produced them.

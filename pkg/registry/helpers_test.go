@@ -31,7 +31,8 @@ func newTestRegistry(t *testing.T) (host string, reqs *requestLog) {
 }
 
 // requestLog records requests as "METHOD /path", digests and upload ids
-// included, so that a test can count them by method and path.
+// included (and "?query" when there is one), so that a test can count them
+// by method and path.
 type requestLog struct {
 	mu   sync.Mutex
 	reqs []string
@@ -40,7 +41,11 @@ type requestLog struct {
 func (l *requestLog) add(r *http.Request) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	l.reqs = append(l.reqs, r.Method+" "+r.URL.Path)
+	req := r.Method + " " + r.URL.Path
+	if r.URL.RawQuery != "" {
+		req += "?" + r.URL.RawQuery
+	}
+	l.reqs = append(l.reqs, req)
 }
 
 // take returns the requests recorded since the last call and forgets them.

@@ -49,6 +49,15 @@ type Options struct {
 	// MaxRetryAfter caps the wait a registry's Retry-After can ask for.
 	// The default is [DefaultMaxRetryAfter].
 	MaxRetryAfter time.Duration
+	// BlobSources names repositories ("host/repository", preferred first)
+	// known to hold blobs, by digest: where a base image's layers were
+	// pulled from (builder.Result.BlobSources). A blob that must go to a
+	// repository of the same registry is then mounted from the first such
+	// repository (a cross-repository blob mount) instead of uploaded; a
+	// registry that declines the mount gets the upload. The default is
+	// none: only blobs pushed to another repository of the same registry
+	// by the same call are mounted.
+	BlobSources map[v1.Hash][]string
 }
 
 // Pusher pushes images and indexes to registries. It holds one
@@ -60,6 +69,7 @@ type Pusher struct {
 	insecure []string
 	jobs     int
 	progress *progressTracker // nil without Options.Progress
+	sources  map[v1.Hash][]name.Repository
 }
 
 // NewPusher returns a Pusher configured by opts.
@@ -80,7 +90,7 @@ func NewPusher(opts Options) (*Pusher, error) {
 	if err != nil {
 		return nil, fmt.Errorf("creating pusher: %w", err)
 	}
-	p := &Pusher{insecure: opts.Insecure, jobs: jobs}
+	p := &Pusher{insecure: opts.Insecure, jobs: jobs, sources: parseSources(opts.BlobSources)}
 	if opts.Progress != nil {
 		p.progress = newProgressTracker(opts.Progress, rt)
 		rt = p.progress
@@ -275,21 +285,20 @@ func (p *Pusher) pushRepo(ctx context.Context, g *repoRefs, m manifest, digest v
 }
 
 // uploadDeps pushes to repo the blobs and child manifests of the manifest
-// with the given digest, mounting blobs from another repository of the same
-// registry if mount is set.
+// with the given digest. A blob is mounted rather than uploaded when it is
+// known to be in another repository of the same registry: from, if mount is
+// set (the repository this push filled first), else the blob's first source
+// in that registry (see [Options.BlobSources]).
 func (p *Pusher) uploadDeps(ctx context.Context, repo name.Repository, digest v1.Hash, blobs []v1.Layer, children []manifest, from name.Repository, mount bool) error {
 	eg, ectx := errgroup.WithContext(ctx)
 	eg.SetLimit(p.jobs)
 	for _, l := range blobs {
-		if mount {
-			l = &remote.MountableLayer{Layer: l, Reference: from.Digest(digest.String())}
-		}
 		eg.Go(func() error {
 			d, err := l.Digest()
 			if err != nil {
 				return fmt.Errorf("reading blob digest: %w", err)
 			}
-			if err := p.pusher.Upload(ectx, repo, l); err != nil {
+			if err := p.uploadBlob(ectx, repo, d, l, digest, from, mount); err != nil {
 				return stepError(repo, fmt.Sprintf("pushing blob %s to %s", d, repo), err)
 			}
 			return nil
@@ -311,6 +320,61 @@ func (p *Pusher) uploadDeps(ctx context.Context, repo name.Repository, digest v1
 		}
 	}
 	return nil
+}
+
+// uploadBlob pushes the blob l (digest d) to repo, mounting it as
+// uploadDeps says. ggcr asks for the mount with the source repository's pull
+// scope added to the token, and uploads when the registry answers the mount
+// with a plain upload session (202) or an error. A mount is only a saving,
+// though: if asking for it is refused outright (401/403, e.g. by a token
+// server that will not grant pull on the source), the blob is uploaded as
+// if there were no source.
+func (p *Pusher) uploadBlob(ctx context.Context, repo name.Repository, d v1.Hash, l v1.Layer, digest v1.Hash, from name.Repository, mount bool) error {
+	var src name.Reference
+	switch s, ok := p.mountSource(repo, d); {
+	case mount:
+		src = from.Digest(digest.String())
+	case ok:
+		src = s.Digest(d.String())
+	default:
+		return p.pusher.Upload(ctx, repo, l)
+	}
+	err := p.pusher.Upload(ctx, repo, &remote.MountableLayer{Layer: l, Reference: src})
+	var terr *transport.Error
+	if err != nil && ctx.Err() == nil && errors.As(err, &terr) &&
+		(terr.StatusCode == http.StatusUnauthorized || terr.StatusCode == http.StatusForbidden) {
+		return p.pusher.Upload(ctx, repo, l)
+	}
+	return err
+}
+
+// mountSource returns the first recorded source of blob d in repo's
+// registry, unless that is repo itself (where ggcr finds the blob anyway).
+func (p *Pusher) mountSource(repo name.Repository, d v1.Hash) (name.Repository, bool) {
+	for _, src := range p.sources[d] {
+		if src.RegistryStr() != repo.RegistryStr() {
+			continue
+		}
+		if src.RepositoryStr() == repo.RepositoryStr() {
+			return name.Repository{}, false
+		}
+		return src, true
+	}
+	return name.Repository{}, false
+}
+
+// parseSources parses [Options.BlobSources], leaving out what does not
+// name a repository: the sources are hints.
+func parseSources(in map[v1.Hash][]string) map[v1.Hash][]name.Repository {
+	out := map[v1.Hash][]name.Repository{}
+	for d, srcs := range in {
+		for _, s := range srcs {
+			if r, err := name.NewRepository(s); err == nil {
+				out[d] = append(out[d], r)
+			}
+		}
+	}
+	return out
 }
 
 // serves reports whether the registry serves digest under ref. An error
