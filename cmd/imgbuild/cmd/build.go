@@ -318,6 +318,8 @@ func runBuild(cmd *cobra.Command, ro *rootOptions, bo *buildOptions, contextDir 
 		}
 	}
 	if len(p.push) > 0 {
+		// Base image layers are mounted from where they were pulled.
+		regOpts.BlobSources = res.BlobSources
 		pusher, err := registry.NewPusher(regOpts)
 		if err != nil {
 			return err
