@@ -14,6 +14,8 @@ import (
 	regserver "github.com/google/go-containerregistry/pkg/registry"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/random"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/google/go-containerregistry/pkg/v1/validate"
 )
 
 // newTestRegistry serves an in-memory registry and records the requests it
@@ -126,3 +128,23 @@ func (b brokenLayer) Compressed() (io.ReadCloser, error) {
 type errReader struct{}
 
 func (errReader) Read([]byte) (int, error) { return 0, errBrokenLayer }
+
+// assertServes fails unless ref serves the manifest want, as an image that
+// validates.
+func assertServes(t *testing.T, ref name.Reference, want v1.Hash, opts ...remote.Option) {
+	t.Helper()
+	desc, err := remote.Get(ref, opts...)
+	if err != nil {
+		t.Fatalf("remote.Get(%s): %v", ref, err)
+	}
+	if desc.Digest != want {
+		t.Errorf("%s serves %s, want %s", ref, desc.Digest, want)
+	}
+	pulled, err := desc.Image()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := validate.Image(pulled); err != nil {
+		t.Errorf("validate.Image(%s): %v", ref, err)
+	}
+}

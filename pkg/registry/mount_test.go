@@ -20,7 +20,6 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/random"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/types"
-	"github.com/google/go-containerregistry/pkg/v1/validate"
 )
 
 // repoBlobs is a blob store that keeps each repository's blobs apart, as
@@ -231,20 +230,7 @@ func TestPushMountsFromBlobSources(t *testing.T) {
 				}
 			}
 			for _, ref := range refs {
-				desc, err := remote.Get(ref, remote.WithAuthFromKeychain(authn.NewMultiKeychain()))
-				if err != nil {
-					t.Fatal(err)
-				}
-				if desc.Digest != want {
-					t.Errorf("%s serves %s, want %s", ref, desc.Digest, want)
-				}
-				pulled, err := desc.Image()
-				if err != nil {
-					t.Fatal(err)
-				}
-				if err := validate.Image(pulled); err != nil {
-					t.Errorf("validate.Image(%s): %v", ref, err)
-				}
+				assertServes(t, ref, want, remote.WithAuthFromKeychain(authn.NewMultiKeychain()))
 			}
 		})
 	}

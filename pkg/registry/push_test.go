@@ -47,20 +47,7 @@ func TestPush(t *testing.T) {
 		t.Error("first push uploaded no blob")
 	}
 	for _, ref := range append(refs, refs[0].Context().Digest(want.String()), refs[2].Context().Digest(want.String())) {
-		desc, err := remote.Get(ref)
-		if err != nil {
-			t.Fatalf("remote.Get(%s): %v", ref, err)
-		}
-		if desc.Digest != want {
-			t.Errorf("%s has digest %s, want %s", ref, desc.Digest, want)
-		}
-		pulled, err := desc.Image()
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := validate.Image(pulled); err != nil {
-			t.Errorf("validate.Image(%s): %v", ref, err)
-		}
+		assertServes(t, ref, want)
 	}
 	t.Log(progress.String())
 	for _, line := range []string{"pushing " + refs[0].String() + ": 4/4 blobs", "pushed " + refs[2].String() + "@" + want.String()} {
