@@ -166,19 +166,7 @@ func (s *blobSources) save() error {
 	if err != nil {
 		return err
 	}
-	tmp, err := os.CreateTemp(filepath.Dir(s.path), "."+BlobSourcesFile+".tmp-*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp.Name())
-	_, werr := tmp.Write(append(b, '\n'))
-	if cerr := tmp.Close(); werr == nil {
-		werr = cerr
-	}
-	if werr != nil {
-		return werr
-	}
-	return os.Rename(tmp.Name(), s.path)
+	return writeAtomic(s.path, append(b, '\n'))
 }
 
 // lookup returns the recorded sources of digests, leaving out those with

@@ -246,12 +246,3 @@ func usedAt(u *bkclient.UsageInfo) time.Time {
 	}
 	return u.CreatedAt
 }
-
-// writeAtomic writes data to path through a rename.
-func writeAtomic(path string, data []byte) error {
-	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, data, 0o600); err != nil {
-		return err
-	}
-	return os.Rename(tmp, path)
-}

@@ -215,13 +215,7 @@ func detectSnapshotter(root, recordDir string) string {
 		name = "fuse-overlayfs"
 	}
 	if key != "" && os.MkdirAll(recordDir, 0o700) == nil {
-		if tmp, err := os.CreateTemp(recordDir, ".snapshotter-*"); err == nil {
-			_, werr := tmp.WriteString(key + "snapshotter=" + name + "\n")
-			if cerr := tmp.Close(); werr == nil && cerr == nil {
-				_ = os.Rename(tmp.Name(), record)
-			}
-			_ = os.Remove(tmp.Name())
-		}
+		_ = writeAtomic(record, []byte(key+"snapshotter="+name+"\n"))
 	}
 	return name
 }

@@ -146,14 +146,7 @@ func runcVersionOutput(ctx context.Context, root, path string) (string, error) {
 	if root != "" && ok {
 		if b, err := json.Marshal(runcVersionRecord{Binary: id, Output: stdout.String()}); err == nil {
 			// Best effort: concurrent builds write the same record.
-			tmp, err := os.CreateTemp(root, runcVersionCache+".*")
-			if err == nil {
-				_, werr := tmp.Write(b)
-				if cerr := tmp.Close(); werr == nil && cerr == nil {
-					_ = os.Rename(tmp.Name(), cache)
-				}
-				_ = os.Remove(tmp.Name())
-			}
+			_ = writeAtomic(cache, b)
 		}
 	}
 	return stdout.String(), nil
