@@ -16,6 +16,8 @@ import (
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/types"
+
+	"github.com/imgbuild/imgbuild/internal/atomicfile"
 )
 
 // Where pulled blobs came from. BuildKit pulls base image layers lazily and
@@ -166,7 +168,7 @@ func (s *blobSources) save() error {
 	if err != nil {
 		return err
 	}
-	return writeAtomic(s.path, append(b, '\n'))
+	return atomicfile.WriteFile(s.path, append(b, '\n'), 0o600)
 }
 
 // lookup returns the recorded sources of digests, leaving out those with

@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -20,6 +21,8 @@ import (
 	bkclient "github.com/moby/buildkit/client"
 	"github.com/moby/buildkit/snapshot"
 	"github.com/moby/buildkit/solver/llbsolver/mounts"
+
+	"github.com/imgbuild/imgbuild/internal/atomicfile"
 )
 
 // WithCacheMounts makes the builder carry `RUN --mount=type=cache` contents
@@ -157,7 +160,7 @@ func exportCacheMounts(ctx context.Context, cm bkcache.Manager, dir, tmpRoot str
 	if err != nil {
 		return err
 	}
-	if err := writeAtomic(filepath.Join(dir, cacheMountIndexFile), append(b, '\n')); err != nil {
+	if err := atomicfile.WriteFile(filepath.Join(dir, cacheMountIndexFile), append(b, '\n'), 0o600); err != nil {
 		return fmt.Errorf("writing cache mounts index: %w", err)
 	}
 	// Remove tars of mounts no longer present.
@@ -182,23 +185,14 @@ func exportCacheMount(ctx context.Context, cm bkcache.Manager, dir, empty, key, 
 		return e, fmt.Errorf("exporting cache mount %q: %w", key, err)
 	}
 	defer ref.Release(context.WithoutCancel(ctx))
-	tmp, err := os.CreateTemp(dir, ".export-*")
-	if err != nil {
-		return e, fmt.Errorf("exporting cache mount %q: %w", key, err)
-	}
-	defer os.Remove(tmp.Name())
-	err = withMounted(ctx, ref, true, func(path string) error {
-		return archive.WriteDiff(ctx, tmp, empty, path)
+	err = atomicfile.Write(filepath.Join(dir, e.File), 0o600, func(w io.Writer) error {
+		cw := &countingWriter{w: w}
+		err := withMounted(ctx, ref, true, func(path string) error {
+			return archive.WriteDiff(ctx, cw, empty, path)
+		})
+		e.Size = cw.n
+		return err
 	})
-	if err == nil {
-		e.Size, _ = tmp.Seek(0, 1)
-		err = tmp.Close()
-	} else {
-		tmp.Close()
-	}
-	if err == nil {
-		err = os.Rename(tmp.Name(), filepath.Join(dir, e.File))
-	}
 	if err != nil {
 		return e, fmt.Errorf("exporting cache mount %q: %w", key, err)
 	}
@@ -245,4 +239,16 @@ func usedAt(u *bkclient.UsageInfo) time.Time {
 		return *u.LastUsedAt
 	}
 	return u.CreatedAt
+}
+
+// countingWriter counts what passes through it.
+type countingWriter struct {
+	w io.Writer
+	n int64
+}
+
+func (c *countingWriter) Write(p []byte) (int, error) {
+	n, err := c.w.Write(p)
+	c.n += int64(n)
+	return n, err
 }

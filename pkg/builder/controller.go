@@ -39,6 +39,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/test/bufconn"
 
+	"github.com/imgbuild/imgbuild/internal/atomicfile"
 	"github.com/imgbuild/imgbuild/pkg/cache"
 )
 
@@ -215,7 +216,7 @@ func detectSnapshotter(root, recordDir string) string {
 		name = "fuse-overlayfs"
 	}
 	if key != "" && os.MkdirAll(recordDir, 0o700) == nil {
-		_ = writeAtomic(record, []byte(key+"snapshotter="+name+"\n"))
+		_ = atomicfile.WriteFile(record, []byte(key+"snapshotter="+name+"\n"), 0o600)
 	}
 	return name
 }

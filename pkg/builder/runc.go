@@ -14,6 +14,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/imgbuild/imgbuild/internal/atomicfile"
 )
 
 // ErrInsecureRunc is wrapped by the error [CheckRunc] returns for a runc that
@@ -146,7 +148,7 @@ func runcVersionOutput(ctx context.Context, root, path string) (string, error) {
 	if root != "" && ok {
 		if b, err := json.Marshal(runcVersionRecord{Binary: id, Output: stdout.String()}); err == nil {
 			// Best effort: concurrent builds write the same record.
-			_ = writeAtomic(cache, b)
+			_ = atomicfile.WriteFile(cache, b, 0o600)
 		}
 	}
 	return stdout.String(), nil

@@ -6,6 +6,8 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+
+	"github.com/imgbuild/imgbuild/internal/atomicfile"
 )
 
 // cleanFile marks a state dir whose last owner closed every database. The
@@ -41,11 +43,7 @@ func MarkClean(root string) error {
 	if err != nil {
 		return err
 	}
-	tmp := filepath.Join(root, cleanFile+".tmp")
-	if err := os.WriteFile(tmp, b, 0o600); err != nil {
-		return err
-	}
-	return os.Rename(tmp, filepath.Join(root, cleanFile))
+	return atomicfile.WriteFile(filepath.Join(root, cleanFile), b, 0o600)
 }
 
 // TakeClean removes the mark [MarkClean] wrote and reports whether it

@@ -12,6 +12,8 @@ import (
 	"time"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
+
+	"github.com/imgbuild/imgbuild/internal/atomicfile"
 )
 
 // ResultsFile is the index of recent build results inside the state dir: the
@@ -62,11 +64,7 @@ func updateResults(root string, f func([]Result) []Result) error {
 	if err != nil {
 		return fmt.Errorf("encoding results index: %w", err)
 	}
-	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, append(b, '\n'), 0o600); err != nil {
-		return fmt.Errorf("writing results index: %w", err)
-	}
-	if err := os.Rename(tmp, path); err != nil {
+	if err := atomicfile.WriteFile(path, append(b, '\n'), 0o600); err != nil {
 		return fmt.Errorf("writing results index: %w", err)
 	}
 	return nil

@@ -1,8 +1,8 @@
 // Package registry moves built images out of imgbuild: it pushes a
 // [v1.Image] or [v1.ImageIndex] to one or more registries through a single
-// long-lived go-containerregistry pusher ([Pusher]), writes the output files
-// (OCI layout directory, OCI tarball, docker-archive tarball), and serves a
-// small registry that keeps its content on disk across restarts ([NewServer]).
+// long-lived go-containerregistry pusher ([Pusher]) and writes the output files
+// (OCI layout directory, OCI tarball, docker-archive tarball). The small
+// registry `imgbuild registry serve` runs is its subpackage server.
 //
 // It also holds imgbuild's one identity: [NewKeychain] (docker config,
 // $REGISTRY_AUTH_FILE and the ECR, Google, ACR and GHCR keychains), used for

@@ -20,6 +20,8 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
 	"github.com/google/go-containerregistry/pkg/v1/types"
+
+	"github.com/imgbuild/imgbuild/internal/atomicfile"
 )
 
 // Annotations recorded on each index.json entry, as BuildKit and containerd
@@ -75,7 +77,7 @@ func WriteOCILayout(dir string, img v1.Image, refs []name.Reference) error {
 	if err != nil {
 		return err
 	}
-	if err := writeFileAtomic(filepath.Join(dir, "index.json"), func(w io.Writer) error {
+	if err := atomicfile.WriteSynced(filepath.Join(dir, "index.json"), 0o644, func(w io.Writer) error {
 		_, err := w.Write(b)
 		return err
 	}); err != nil {
@@ -126,7 +128,7 @@ func WriteOCITarball(path string, img v1.Image, refs []name.Reference) error {
 	if path == "-" {
 		return WriteOCITarballTo(os.Stdout, img, refs)
 	}
-	return writeFileAtomic(path, func(w io.Writer) error {
+	return atomicfile.WriteSynced(path, 0o644, func(w io.Writer) error {
 		return WriteOCITarballTo(w, img, refs)
 	})
 }
@@ -190,7 +192,7 @@ func WriteDockerTarball(path string, img v1.Image, refs []name.Reference) error 
 	if path == "-" {
 		return WriteDockerTarballTo(os.Stdout, img, refs)
 	}
-	return writeFileAtomic(path, func(w io.Writer) error {
+	return atomicfile.WriteSynced(path, 0o644, func(w io.Writer) error {
 		return WriteDockerTarballTo(w, img, refs)
 	})
 }
@@ -349,7 +351,7 @@ func writeBlobFile(dir string, b blob) error {
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		return err
 	}
-	if err := writeFileAtomic(path, func(w io.Writer) error {
+	if err := atomicfile.WriteSynced(path, 0o644, func(w io.Writer) error {
 		rc, err := b.open()
 		if err != nil {
 			return err
@@ -368,34 +370,6 @@ func writeBlobFile(dir string, b blob) error {
 		return fmt.Errorf("writing blob %s: %w", b.digest, err)
 	}
 	return nil
-}
-
-// writeFileAtomic creates path with the content fn writes, through a
-// temporary file in the same directory, so path is either complete or absent.
-func writeFileAtomic(path string, fn func(io.Writer) error) (err error) {
-	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp-*")
-	if err != nil {
-		return err
-	}
-	defer func() {
-		if err != nil {
-			f.Close()
-			os.Remove(f.Name())
-		}
-	}()
-	if err := fn(f); err != nil {
-		return err
-	}
-	if err := f.Chmod(0o644); err != nil {
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	return os.Rename(f.Name(), path)
 }
 
 func writeTarEntry(tw *tar.Writer, name string, size int64, r io.Reader) error {

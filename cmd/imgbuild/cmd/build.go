@@ -14,6 +14,7 @@ import (
 	"github.com/spf13/cobra"
 	"github.com/tonistiigi/go-csvvalue"
 
+	"github.com/imgbuild/imgbuild/internal/atomicfile"
 	"github.com/imgbuild/imgbuild/pkg/builder"
 	"github.com/imgbuild/imgbuild/pkg/cache"
 	"github.com/imgbuild/imgbuild/pkg/registry"
@@ -421,28 +422,11 @@ func writeResultFiles(bo *buildOptions, p *buildPlan, res *builder.Result) error
 	return nil
 }
 
-// writeFileAtomic writes via a temporary file and a rename, so a reader never
-// sees a half-written file.
+// writeFileAtomic writes data to path, making its directory, so a reader
+// never sees a half-written file.
 func writeFileAtomic(path string, data []byte) error {
-	dir := filepath.Dir(path)
-	if err := os.MkdirAll(dir, 0o755); err != nil {
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		return err
 	}
-	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(f.Name())
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Chmod(0o644); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	return os.Rename(f.Name(), path)
+	return atomicfile.WriteFile(path, data, 0o644)
 }

@@ -13,7 +13,7 @@ import (
 	"github.com/sirupsen/logrus"
 	"github.com/spf13/cobra"
 
-	"github.com/imgbuild/imgbuild/pkg/registry"
+	"github.com/imgbuild/imgbuild/pkg/registry/server"
 )
 
 // shutdownTimeout bounds how long in-flight uploads may finish after the
@@ -76,7 +76,7 @@ func (o *registryServeOptions) run(ctx context.Context, cmd *cobra.Command) erro
 		ctx = context.Background()
 	}
 	// Request lines go to logrus at debug level: --log-level debug shows them.
-	h, err := registry.NewServer(o.root, logrus.StandardLogger().Debugf)
+	h, err := server.New(o.root, logrus.StandardLogger().Debugf)
 	if err != nil {
 		return err
 	}

@@ -1,4 +1,7 @@
-package registry
+// Package server is the registry `imgbuild registry serve` runs for laptops
+// and demos: go-containerregistry's registry with its blobs and manifests kept
+// on disk, so that its content survives a restart.
+package server
 
 import (
 	"bytes"
@@ -20,6 +23,8 @@ import (
 	regserver "github.com/google/go-containerregistry/pkg/registry"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/types"
+
+	"github.com/imgbuild/imgbuild/internal/atomicfile"
 )
 
 // manifestsDir is the directory under each repository's directory in
@@ -37,13 +42,13 @@ var (
 	digRe  = regexp.MustCompile(`^sha256:[a-f0-9]{64}$`)
 )
 
-// NewServer returns a registry handler for laptops and demos: ggcr's
+// New returns a registry handler for laptops and demos: ggcr's
 // in-process registry with blobs stored under root/blobs and manifests
 // persisted under root/manifests, so its content survives a restart. ggcr
 // keeps manifests in memory only; every successful manifest PUT and DELETE is
 // therefore mirrored to disk and replayed through the handler on start.
 // Requests are logged through logf; nil discards them.
-func NewServer(root string, logf func(format string, args ...any)) (http.Handler, error) {
+func New(root string, logf func(format string, args ...any)) (http.Handler, error) {
 	if logf == nil {
 		logf = func(string, ...any) {}
 	}
@@ -145,7 +150,7 @@ func (s *server) store(repo, ref, mediaType string, data []byte) error {
 		return err
 	}
 	for _, name := range uniq(ref, d.String()) {
-		if err := writeFileAtomic(filepath.Join(dir, name), func(w io.Writer) error {
+		if err := atomicfile.WriteSynced(filepath.Join(dir, name), 0o644, func(w io.Writer) error {
 			_, err := w.Write(b)
 			return err
 		}); err != nil {

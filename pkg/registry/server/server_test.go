@@ -1,4 +1,4 @@
-package registry
+package server
 
 import (
 	"errors"
@@ -8,16 +8,20 @@ import (
 	"testing"
 
 	"github.com/google/go-containerregistry/pkg/authn"
+	"github.com/google/go-containerregistry/pkg/name"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/random"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
 	"github.com/google/go-containerregistry/pkg/v1/validate"
+
+	"github.com/imgbuild/imgbuild/pkg/registry"
 )
 
-// startServer serves NewServer(root) and returns its host and a stop func.
+// startServer serves New(root) and returns its host and a stop func.
 func startServer(t *testing.T, root string) (string, func()) {
 	t.Helper()
-	h, err := NewServer(root, t.Logf)
+	h, err := New(root, t.Logf)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -41,7 +45,7 @@ func TestServerSurvivesRestart(t *testing.T) {
 
 	// Before the restart: push, then delete one tag and one digest.
 	host, stop := startServer(t, root)
-	p, err := NewPusher(Options{Keychain: authn.NewMultiKeychain()})
+	p, err := registry.NewPusher(registry.Options{Keychain: authn.NewMultiKeychain()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -118,7 +122,7 @@ func TestServerSurvivesRestart(t *testing.T) {
 
 func TestServerRejectsBadNames(t *testing.T) {
 	t.Parallel()
-	h, err := NewServer(t.TempDir(), nil)
+	h, err := New(t.TempDir(), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -135,4 +139,35 @@ func TestServerRejectsBadNames(t *testing.T) {
 			t.Errorf("PUT %s: status %d, want %d", path, rec.Code, http.StatusBadRequest)
 		}
 	}
+}
+
+func randomImage(t *testing.T) v1.Image {
+	t.Helper()
+	img, err := random.Image(1024, 3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return img
+}
+
+func digestOf(t *testing.T, img v1.Image) string {
+	t.Helper()
+	d, err := img.Digest()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return d.String()
+}
+
+func mustRefs(t *testing.T, ss ...string) []name.Reference {
+	t.Helper()
+	var refs []name.Reference
+	for _, s := range ss {
+		ref, err := registry.ParseReference(s, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		refs = append(refs, ref)
+	}
+	return refs
 }
