@@ -1,15 +1,10 @@
 package builder
 
 import (
-	"context"
-	"errors"
-	"io"
-	"net"
 	"net/http"
-	"syscall"
 	"time"
 
-	"github.com/imgbuild/imgbuild/pkg/registry"
+	"github.com/imgbuild/imgbuild/internal/retry"
 )
 
 // Pull retries: containerd's resolver, which BuildKit pulls with, does not
@@ -41,13 +36,12 @@ func (p *pullRetry) RoundTrip(req *http.Request) (*http.Response, error) {
 		}
 		d := wait
 		if resp != nil {
-			if ra, ok := registry.RetryAfter(resp, maxPullRetryAfter); ok {
+			if ra, ok := retry.After(resp, maxPullRetryAfter); ok {
 				d = ra
 			}
-			_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
-			resp.Body.Close()
+			retry.Drain(resp)
 		}
-		if err := sleep(req.Context(), d); err != nil {
+		if err := retry.Sleep(req.Context(), d); err != nil {
 			return nil, err
 		}
 		wait *= 2
@@ -56,24 +50,7 @@ func (p *pullRetry) RoundTrip(req *http.Request) (*http.Response, error) {
 
 func retryPull(resp *http.Response, err error) bool {
 	if err != nil {
-		return errors.Is(err, syscall.ECONNRESET) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) ||
-			errors.Is(err, net.ErrClosed)
+		return retry.Transient(err)
 	}
-	switch resp.StatusCode {
-	case http.StatusRequestTimeout, http.StatusTooManyRequests, http.StatusInternalServerError,
-		http.StatusBadGateway, http.StatusServiceUnavailable, http.StatusGatewayTimeout:
-		return true
-	}
-	return false
-}
-
-func sleep(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return context.Cause(ctx)
-	case <-t.C:
-		return nil
-	}
+	return retry.Status(resp.StatusCode)
 }

@@ -1,42 +1,27 @@
 package registry
 
 import (
-	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/netip"
 	"net/url"
-	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/logs"
 	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
+
+	"github.com/imgbuild/imgbuild/internal/retry"
 )
 
 // DefaultMaxRetryAfter caps how long a registry's Retry-After can hold up a
 // push.
 const DefaultMaxRetryAfter = 30 * time.Second
-
-// retryStatusCodes are the responses retried with backoff: timeouts, rate
-// limits and server errors (ggcr's defaults, spelled out so that they do not
-// change under us).
-var retryStatusCodes = []int{
-	http.StatusRequestTimeout,
-	http.StatusTooManyRequests,
-	http.StatusInternalServerError,
-	http.StatusBadGateway,
-	http.StatusServiceUnavailable,
-	http.StatusGatewayTimeout,
-	499, 522,
-}
 
 // errBodySent is returned when a request whose body was already streamed is
 // sent again: ggcr's bearer transport re-sends the same request once after a
@@ -89,15 +74,9 @@ func isRetryable(err error) bool {
 	}
 	var te *transport.Error
 	if errors.As(err, &te) {
-		for _, c := range retryStatusCodes {
-			if te.StatusCode == c {
-				return true
-			}
-		}
-		return te.Temporary()
+		return retry.Status(te.StatusCode) || te.Temporary()
 	}
-	return errors.Is(err, errBodySent) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) ||
-		errors.Is(err, syscall.EPIPE) || errors.Is(err, syscall.ECONNRESET) || errors.Is(err, net.ErrClosed)
+	return errors.Is(err, errBodySent) || retry.Transient(err)
 }
 
 // guard sits below ggcr's auth and retry transports, so it sees every
@@ -163,11 +142,11 @@ func (g *guard) roundTrip(req *http.Request) (*http.Response, error) {
 	if wait, ok := g.retryAfter(resp); ok {
 		// Wait as told, then try once more if the request can be replayed;
 		// ggcr's backoff covers the attempts after that.
-		if err := sleepCtx(req.Context(), wait); err != nil {
+		if err := retry.Sleep(req.Context(), wait); err != nil {
 			return resp, nil
 		}
 		if replay, ok := rewind(req); ok {
-			drain(resp)
+			retry.Drain(resp)
 			resp, err = g.next.RoundTrip(replay)
 			if err != nil {
 				return nil, err
@@ -175,12 +154,12 @@ func (g *guard) roundTrip(req *http.Request) (*http.Response, error) {
 		}
 	}
 	if err := checkLocation(req, resp); err != nil {
-		drain(resp)
+		retry.Drain(resp)
 		return nil, err
 	}
 	if want != "" && resp.StatusCode/100 == 2 {
 		if got := resp.Header.Get("Docker-Content-Digest"); got != "" && got != want {
-			drain(resp)
+			retry.Drain(resp)
 			return nil, &DigestMismatchError{Registry: req.URL.Host, Sent: want, Served: got}
 		}
 	}
@@ -218,25 +197,7 @@ func (g *guard) retryAfter(resp *http.Response) (time.Duration, bool) {
 	if resp.StatusCode != http.StatusTooManyRequests && resp.StatusCode != http.StatusServiceUnavailable {
 		return 0, false
 	}
-	return RetryAfter(resp, g.maxRetryAfter)
-}
-
-// RetryAfter reads a response's Retry-After, in seconds or as an HTTP date,
-// capped at limit. It reports false when there is none.
-func RetryAfter(resp *http.Response, limit time.Duration) (time.Duration, bool) {
-	v := resp.Header.Get("Retry-After")
-	if v == "" {
-		return 0, false
-	}
-	var d time.Duration
-	if secs, err := strconv.Atoi(v); err == nil {
-		d = time.Duration(secs) * time.Second
-	} else if t, err := http.ParseTime(v); err == nil {
-		d = time.Until(t)
-	} else {
-		return 0, false
-	}
-	return min(max(d, 0), limit), true
+	return retry.After(resp, g.maxRetryAfter)
 }
 
 // rewind returns a copy of req that can be sent again.
@@ -283,20 +244,4 @@ func checkLocation(req *http.Request, resp *http.Response) error {
 		return &LocationRefusedError{Registry: req.URL.Host, Location: u.Redacted()}
 	}
 	return nil
-}
-
-func drain(resp *http.Response) {
-	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
-	resp.Body.Close()
-}
-
-func sleepCtx(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return context.Cause(ctx)
-	case <-t.C:
-		return nil
-	}
 }

@@ -16,6 +16,8 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
 	"golang.org/x/sync/errgroup"
+
+	"github.com/imgbuild/imgbuild/internal/retry"
 )
 
 // defaultJobs matches ggcr's default upload concurrency.
@@ -105,7 +107,7 @@ func NewPusher(opts Options) (*Pusher, error) {
 		remote.WithTransport(rt),
 		remote.WithUserAgent("imgbuild"),
 		remote.WithRetryBackoff(backoff),
-		remote.WithRetryStatusCodes(retryStatusCodes...),
+		remote.WithRetryStatusCodes(retry.StatusCodes...),
 		remote.WithRetryPredicate(retryable),
 	}
 	if p.pusher, err = remote.NewPusher(append([]remote.Option{remote.WithJobs(jobs)}, ropts...)...); err != nil {
