@@ -4,12 +4,14 @@ import (
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/imgbuild/imgbuild/pkg/registry"
 )
 
 func TestRegistryHostsMirrors(t *testing.T) {
 	t.Parallel()
 	o := &options{}
-	err := WithRegistryHosts(map[string]RegistryHost{
+	err := WithRegistryHosts(map[string]registry.HostConfig{
 		"index.docker.io": {Mirrors: []string{"mirror.example.com"}},
 		"quay.io":         {Mirrors: []string{"q1.example.com", "q2.example.com/quay"}, NoFallback: true},
 		"reg.example.com": {Mirrors: []string{"m.example.com:5000"}},

@@ -5,6 +5,7 @@ import (
 	"github.com/sirupsen/logrus"
 
 	"github.com/imgbuild/imgbuild/pkg/cache"
+	"github.com/imgbuild/imgbuild/pkg/registry"
 )
 
 // Option configures a [Builder]; it returns an error so that a bad value fails
@@ -17,7 +18,7 @@ type options struct {
 	allowInsecureRunc      bool
 	snapshotter            string
 	insecure               []string
-	hosts                  map[string]RegistryHost
+	hosts                  map[string]registry.HostConfig
 	keychain               authn.Keychain
 	allowExternalFrontends bool
 	waitForLock            bool

@@ -1,42 +1,19 @@
 package builder
 
-import "fmt"
+import (
+	"fmt"
 
-// RegistryHost says how the build reaches one registry when it pulls base
-// images and caches.
-type RegistryHost struct {
-	// Mirrors are tried in order before the registry itself, as
-	// "host[:port][/path]". The default is none.
-	Mirrors []string
-	// NoFallback stops pulls from falling back to the registry itself when
-	// every mirror failed. The default is to fall back.
-	NoFallback bool
-	// PlainHTTP reaches the registry over HTTP. The default is HTTPS, except
-	// for loopback registries.
-	PlainHTTP bool
-	// SkipTLSVerify accepts any server certificate. The default is to verify.
-	SkipTLSVerify bool
-	// CAFiles are PEM files of certificate authorities trusted on top of the
-	// system pool. The default is none.
-	CAFiles []string
-	// ClientCerts are certificate and key file pairs for mutual TLS. The
-	// default is none.
-	ClientCerts []ClientCert
-}
-
-// ClientCert is a PEM certificate file and its key file.
-type ClientCert struct {
-	Cert, Key string
-}
+	"github.com/imgbuild/imgbuild/pkg/registry"
+)
 
 // WithRegistryHosts sets per-registry pull settings, keyed by registry host
 // (host or host:port; "docker.io" for Docker Hub). Mirrors listed for a
 // registry are themselves configured by their own entry. Settings given for
 // a host several times are merged. The default is none.
-func WithRegistryHosts(hosts map[string]RegistryHost) Option {
+func WithRegistryHosts(hosts map[string]registry.HostConfig) Option {
 	return func(o *options) error {
 		if o.hosts == nil {
-			o.hosts = map[string]RegistryHost{}
+			o.hosts = map[string]registry.HostConfig{}
 		}
 		for h, c := range hosts {
 			if h == "" {

@@ -25,6 +25,7 @@ import (
 	"google.golang.org/grpc/codes"
 
 	"github.com/imgbuild/imgbuild/pkg/cache"
+	"github.com/imgbuild/imgbuild/pkg/registry"
 )
 
 // How processes share a state dir (see pkg/cache's package doc for the
@@ -68,7 +69,7 @@ func socketPath(o *options) string {
 		Runc, Snapshotter      string
 		InsecureRunc, External bool
 		Insecure               []string
-		Hosts                  map[string]RegistryHost
+		Hosts                  map[string]registry.HostConfig
 	}{o.runc, o.snapshotter, o.allowInsecureRunc, o.allowExternalFrontends, insecure, hosts})
 	sum := sha256.Sum256(b)
 	p := filepath.Join(o.root, "imgbuild-"+hex.EncodeToString(sum[:6])+".sock")

@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
+
+	"github.com/imgbuild/imgbuild/pkg/registry"
 )
 
 func TestSocketPath(t *testing.T) {
@@ -22,7 +24,7 @@ func TestSocketPath(t *testing.T) {
 		t.Fatalf("socketPath = %q", p)
 	}
 	same := base()
-	same.hosts, same.insecure = map[string]RegistryHost{}, []string{}
+	same.hosts, same.insecure = map[string]registry.HostConfig{}, []string{}
 	same.gc.MaxUsed = 1 << 30 // the owner's housekeeping, not part of the build
 	if got := socketPath(same); got != p {
 		t.Errorf("empty settings or another GC policy change the socket: %q vs %q", got, p)
@@ -30,7 +32,7 @@ func TestSocketPath(t *testing.T) {
 	for name, change := range map[string]func(*options){
 		"runc":     func(o *options) { o.runc = "/opt/runc" },
 		"insecure": func(o *options) { o.insecure = []string{"reg:5000"} },
-		"hosts":    func(o *options) { o.hosts = map[string]RegistryHost{"reg": {PlainHTTP: true}} },
+		"hosts":    func(o *options) { o.hosts = map[string]registry.HostConfig{"reg": {PlainHTTP: true}} },
 		"frontend": func(o *options) { o.allowExternalFrontends = true },
 	} {
 		o := base()

@@ -10,8 +10,19 @@ import (
 	"strings"
 )
 
-// HostConfig says how to reach one registry over TLS.
+// HostConfig says how to reach one registry: its TLS settings, used for
+// pulls and pushes alike, and the mirrors pulls try first.
 type HostConfig struct {
+	// Mirrors are tried in order before the registry itself when pulling,
+	// as "host[:port][/path]". Pushes always go to the registry. The default
+	// is none.
+	Mirrors []string
+	// NoFallback stops pulls from falling back to the registry itself when
+	// every mirror failed. The default is to fall back.
+	NoFallback bool
+	// PlainHTTP pulls from the registry over HTTP. The default is HTTPS,
+	// except for loopback registries; pushes choose by the reference.
+	PlainHTTP bool
 	// SkipTLSVerify accepts any server certificate. The default is to verify.
 	SkipTLSVerify bool
 	// CAFiles are PEM files of extra certificate authorities trusted for
@@ -80,6 +91,9 @@ func hostTransports(rt http.RoundTripper, insecure []string, hosts map[string]Ho
 	}
 	hs := &hostSwitch{fallback: rt, byHost: map[string]http.RoundTripper{}}
 	for h, c := range cfgs {
+		if !c.hasTLS() {
+			continue
+		}
 		tc, err := c.TLSConfig()
 		if err != nil {
 			return nil, fmt.Errorf("registry %s: %w", h, err)
@@ -121,3 +135,8 @@ func (h *hostSwitch) pick(hostport string) http.RoundTripper {
 }
 
 var _ http.RoundTripper = (*hostSwitch)(nil)
+
+// hasTLS reports whether c changes anything about TLS.
+func (c HostConfig) hasTLS() bool {
+	return c.SkipTLSVerify || len(c.CAFiles) > 0 || len(c.ClientCerts) > 0
+}

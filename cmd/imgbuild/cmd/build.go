@@ -283,7 +283,11 @@ func runBuild(cmd *cobra.Command, ro *rootOptions, bo *buildOptions, contextDir 
 	}
 	p.req.ProgressOut = cmd.ErrOrStderr()
 
-	regOpts, err := bo.reg.registryOptions()
+	regOpts, regBuilderOpts, err := bo.reg.options()
+	if err != nil {
+		return err
+	}
+	cacheOpts, err := bo.cache.builderOptions()
 	if err != nil {
 		return err
 	}
@@ -296,8 +300,8 @@ func runBuild(cmd *cobra.Command, ro *rootOptions, bo *buildOptions, contextDir 
 		builder.WithWaitForLock(bo.wait),
 		builder.WithLogger(ro.log),
 	}
-	bopts = append(bopts, bo.reg.builderOptions()...)
-	bopts = append(bopts, bo.cache.builderOptions()...)
+	bopts = append(bopts, regBuilderOpts...)
+	bopts = append(bopts, cacheOpts...)
 	b, err := builder.New(ctx, root, bopts...)
 	if err != nil {
 		return err

@@ -70,11 +70,13 @@ func (c *cacheFlags) gcConfig() (cache.GCConfig, error) {
 	return cache.GCConfig{MaxUsed: n}, nil
 }
 
-// builderOptions are the state dir's cache settings. The flags were checked
-// by apply, which runs first.
-func (c *cacheFlags) builderOptions() []builder.Option {
-	gc, _ := c.gcConfig()
-	return []builder.Option{builder.WithGC(gc), builder.WithCacheMounts(c.mountsFrom, c.mountsTo)}
+// builderOptions are the state dir's cache settings.
+func (c *cacheFlags) builderOptions() ([]builder.Option, error) {
+	gc, err := c.gcConfig()
+	if err != nil {
+		return nil, err
+	}
+	return []builder.Option{builder.WithGC(gc), builder.WithCacheMounts(c.mountsFrom, c.mountsTo)}, nil
 }
 
 // parseCacheEntry parses one buildx-style --cache-from/--cache-to value and

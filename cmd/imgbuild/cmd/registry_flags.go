@@ -48,56 +48,47 @@ func (r *registryFlags) addFlags(f *pflag.FlagSet) {
 	f.BoolVar(&r.noFallback, "skip-default-registry-fallback", false, "fail a pull when every mirror failed instead of falling back to the original registry")
 }
 
-// hosts parses the per-host flags into push and pull settings.
-func (r *registryFlags) hosts() (map[string]registry.HostConfig, map[string]builder.RegistryHost, error) {
-	push := map[string]registry.HostConfig{}
-	pull := map[string]builder.RegistryHost{}
+// hosts parses the per-host flags into one setting per registry host,
+// used for pulls and pushes alike.
+func (r *registryFlags) hosts() (map[string]registry.HostConfig, error) {
+	hosts := map[string]registry.HostConfig{}
 	for _, h := range r.skipTLSVerify {
 		if h == "" {
-			return nil, nil, fmt.Errorf("--skip-tls-verify-registry: empty host")
+			return nil, fmt.Errorf("--skip-tls-verify-registry: empty host")
 		}
-		c := push[h]
+		c := hosts[h]
 		c.SkipTLSVerify = true
-		push[h] = c
-		p := pull[h]
-		p.SkipTLSVerify = true
-		pull[h] = p
+		hosts[h] = c
 	}
 	for _, v := range r.certificates {
 		h, file, ok := strings.Cut(v, "=")
 		if !ok || h == "" || file == "" {
-			return nil, nil, fmt.Errorf("--registry-certificate %q: want HOST=CA.pem", v)
+			return nil, fmt.Errorf("--registry-certificate %q: want HOST=CA.pem", v)
 		}
-		c := push[h]
+		c := hosts[h]
 		c.CAFiles = append(c.CAFiles, file)
-		push[h] = c
-		p := pull[h]
-		p.CAFiles = append(p.CAFiles, file)
-		pull[h] = p
+		hosts[h] = c
 	}
 	for _, v := range r.clientCerts {
 		h, files, ok := strings.Cut(v, "=")
 		cert, key, ok2 := strings.Cut(files, ",")
 		if !ok || !ok2 || h == "" || cert == "" || key == "" {
-			return nil, nil, fmt.Errorf("--registry-client-cert %q: want HOST=CERT.pem,KEY.pem", v)
+			return nil, fmt.Errorf("--registry-client-cert %q: want HOST=CERT.pem,KEY.pem", v)
 		}
-		c := push[h]
+		c := hosts[h]
 		c.ClientCerts = append(c.ClientCerts, registry.ClientCert{Cert: cert, Key: key})
-		push[h] = c
-		p := pull[h]
-		p.ClientCerts = append(p.ClientCerts, builder.ClientCert{Cert: cert, Key: key})
-		pull[h] = p
+		hosts[h] = c
 	}
 	// kaniko turns --registry-mirror into --registry-map index.docker.io=M.
 	addMirror := func(orig, mirror string) {
-		p := pull[orig]
-		p.Mirrors = append(p.Mirrors, mirror)
-		p.NoFallback = r.noFallback
-		pull[orig] = p
+		c := hosts[orig]
+		c.Mirrors = append(c.Mirrors, mirror)
+		c.NoFallback = r.noFallback
+		hosts[orig] = c
 	}
 	for _, m := range r.mirrors {
 		if m == "" {
-			return nil, nil, fmt.Errorf("--registry-mirror: empty mirror")
+			return nil, fmt.Errorf("--registry-mirror: empty mirror")
 		}
 		addMirror("docker.io", m)
 	}
@@ -105,45 +96,44 @@ func (r *registryFlags) hosts() (map[string]registry.HostConfig, map[string]buil
 		for _, pair := range strings.Split(v, ";") {
 			orig, mirror, ok := strings.Cut(pair, "=")
 			if !ok || orig == "" || mirror == "" {
-				return nil, nil, fmt.Errorf("--registry-map %q: want ORIG=NEW[;ORIG=NEW...]", v)
+				return nil, fmt.Errorf("--registry-map %q: want ORIG=NEW[;ORIG=NEW...]", v)
 			}
 			addMirror(orig, mirror)
 		}
 	}
 	// Validate certificate files now, before a build starts.
-	keys := make([]string, 0, len(push))
-	for h := range push {
+	keys := make([]string, 0, len(hosts))
+	for h := range hosts {
 		keys = append(keys, h)
 	}
 	sort.Strings(keys)
 	for _, h := range keys {
-		if _, err := push[h].TLSConfig(); err != nil {
-			return nil, nil, fmt.Errorf("registry %s: %w", h, err)
+		if _, err := hosts[h].TLSConfig(); err != nil {
+			return nil, fmt.Errorf("registry %s: %w", h, err)
 		}
 	}
-	return push, pull, nil
+	return hosts, nil
 }
 
 // registryOptions are the options for pushes.
 func (r *registryFlags) registryOptions() (registry.Options, error) {
-	push, _, err := r.hosts()
-	if err != nil {
-		return registry.Options{}, err
-	}
-	return registry.Options{Insecure: r.insecure, Hosts: push, Keychain: r.keychainOnce()}, nil
+	o, _, err := r.options()
+	return o, err
 }
 
-// builderOptions are the options for pulls inside the build. Flag errors
-// are reported by registryOptions, which runs first.
-func (r *registryFlags) builderOptions() []builder.Option {
-	opts := []builder.Option{
+// options are the options for pushes and for the pulls inside the build,
+// from one parse of the flags.
+func (r *registryFlags) options() (registry.Options, []builder.Option, error) {
+	hosts, err := r.hosts()
+	if err != nil {
+		return registry.Options{}, nil, err
+	}
+	kc := r.keychainOnce()
+	return registry.Options{Insecure: r.insecure, Hosts: hosts, Keychain: kc}, []builder.Option{
 		builder.WithInsecureRegistries(r.insecure...),
-		builder.WithKeychain(r.keychainOnce()),
-	}
-	if _, pull, err := r.hosts(); err == nil {
-		opts = append(opts, builder.WithRegistryHosts(pull))
-	}
-	return opts
+		builder.WithKeychain(kc),
+		builder.WithRegistryHosts(hosts),
+	}, nil
 }
 
 // routeRegistryLogs sends go-containerregistry's warnings (retries) to log

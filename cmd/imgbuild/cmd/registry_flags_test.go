@@ -10,7 +10,6 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
-	"github.com/imgbuild/imgbuild/pkg/builder"
 	"github.com/imgbuild/imgbuild/pkg/registry"
 )
 
@@ -25,11 +24,10 @@ func TestRegistryFlagsHosts(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, tc := range []struct {
-		name     string
-		flags    registryFlags
-		wantPush map[string]registry.HostConfig
-		wantPull map[string]builder.RegistryHost
-		wantErr  string
+		name    string
+		flags   registryFlags
+		want    map[string]registry.HostConfig
+		wantErr string
 	}{{
 		name: "kaniko mirrors and maps",
 		flags: registryFlags{
@@ -37,23 +35,19 @@ func TestRegistryFlagsHosts(t *testing.T) {
 			maps:       []string{"quay.io=q1.example.com;quay.io=q2.example.com", "ghcr.io=g.example.com"},
 			noFallback: true,
 		},
-		wantPush: map[string]registry.HostConfig{},
-		wantPull: map[string]builder.RegistryHost{
+		want: map[string]registry.HostConfig{
 			"docker.io": {Mirrors: []string{"mirror.gcr.io", "m2.example.com/hub"}, NoFallback: true},
 			"quay.io":   {Mirrors: []string{"q1.example.com", "q2.example.com"}, NoFallback: true},
 			"ghcr.io":   {Mirrors: []string{"g.example.com"}, NoFallback: true},
 		},
 	}, {
+		// One setting per host serves pulls and pushes alike.
 		name: "TLS settings apply to pulls and pushes",
 		flags: registryFlags{
 			skipTLSVerify: []string{"a.example.com"},
 			certificates:  []string{"b.example.com:5000=" + ca},
 		},
-		wantPush: map[string]registry.HostConfig{
-			"a.example.com":      {SkipTLSVerify: true},
-			"b.example.com:5000": {CAFiles: []string{ca}},
-		},
-		wantPull: map[string]builder.RegistryHost{
+		want: map[string]registry.HostConfig{
 			"a.example.com":      {SkipTLSVerify: true},
 			"b.example.com:5000": {CAFiles: []string{ca}},
 		},
@@ -71,7 +65,7 @@ func TestRegistryFlagsHosts(t *testing.T) {
 		wantErr: "registry a.example.com: reading CA certificate",
 	}} {
 		t.Run(tc.name, func(t *testing.T) {
-			push, pull, err := tc.flags.hosts()
+			hosts, err := tc.flags.hosts()
 			if tc.wantErr != "" {
 				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
 					t.Fatalf("got error %v, want %q", err, tc.wantErr)
@@ -81,11 +75,8 @@ func TestRegistryFlagsHosts(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if diff := cmp.Diff(tc.wantPush, push); diff != "" {
-				t.Errorf("push settings (-want +got):\n%s", diff)
-			}
-			if diff := cmp.Diff(tc.wantPull, pull); diff != "" {
-				t.Errorf("pull settings (-want +got):\n%s", diff)
+			if diff := cmp.Diff(tc.want, hosts); diff != "" {
+				t.Errorf("host settings (-want +got):\n%s", diff)
 			}
 		})
 	}
