@@ -1,9 +1,13 @@
 package builder
 
 import (
+	"bytes"
+	"fmt"
 	"strings"
 
+	"github.com/moby/buildkit/frontend/dockerfile/instructions"
 	"github.com/moby/buildkit/frontend/dockerfile/parser"
+	"github.com/moby/buildkit/frontend/dockerfile/shell"
 )
 
 var detectSyntax = parser.DetectSyntax
@@ -25,4 +29,48 @@ func isBuiltinFrontend(ref string) bool {
 		return true
 	}
 	return false
+}
+
+// BaseImages lists the images a Dockerfile's stages start FROM, with ARG
+// defaults before the first FROM and buildArgs substituted as the Dockerfile
+// frontend does. Stages built on another stage and "scratch" are left out.
+func BaseImages(dockerfile []byte, buildArgs map[string]string) ([]string, error) {
+	res, err := parser.Parse(bytes.NewReader(dockerfile))
+	if err != nil {
+		return nil, err
+	}
+	stages, metaArgs, err := instructions.Parse(res.AST, nil)
+	if err != nil {
+		return nil, err
+	}
+	lex := shell.NewLex(res.EscapeToken)
+	var env []string
+	for _, a := range metaArgs {
+		for _, kv := range a.Args {
+			if v, ok := buildArgs[kv.Key]; ok {
+				env = append(env, kv.Key+"="+v)
+			} else if kv.Value != nil {
+				v, _, err := lex.ProcessWord(*kv.Value, shell.EnvsFromSlice(env))
+				if err != nil {
+					return nil, fmt.Errorf("line %d: %w", a.Location()[0].Start.Line, err)
+				}
+				env = append(env, kv.Key+"="+v)
+			}
+		}
+	}
+	named := map[string]bool{}
+	var images []string
+	for _, st := range stages {
+		base, _, err := lex.ProcessWord(st.BaseName, shell.EnvsFromSlice(env))
+		if err != nil {
+			return nil, fmt.Errorf("line %d: %w", st.Location[0].Start.Line, err)
+		}
+		if !named[strings.ToLower(base)] && base != "scratch" && base != "" {
+			images = append(images, base)
+		}
+		if st.Name != "" {
+			named[strings.ToLower(st.Name)] = true
+		}
+	}
+	return images, nil
 }

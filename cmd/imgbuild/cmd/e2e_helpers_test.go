@@ -45,6 +45,7 @@ var (
 func setup(t *testing.T) e2e {
 	t.Helper()
 	testutil.RequireRoot(t)
+	needBinary(t)
 	_, file, _, _ := runtime.Caller(0)
 	repo := filepath.Join(filepath.Dir(file), "..", "..", "..")
 	runc := filepath.Join(repo, "bin", "runc")
@@ -72,27 +73,50 @@ func setup(t *testing.T) e2e {
 	return e2eEnv
 }
 
-// binary is imgbuild built for this test run. The end-to-end tests run it as
-// a process, as users do: BuildKit keeps process-wide caches keyed by the
-// state dir's records, so one process serves one state dir's builds.
-var binary string
+// binary is imgbuild built for this test run, on first use (see
+// needBinary): the unit tests of this package do not wait for it. The
+// end-to-end tests run it as a process, as users do: BuildKit keeps
+// process-wide caches keyed by the state dir's records, so one process
+// serves one state dir's builds.
+var (
+	binary     string
+	binaryDir  string
+	binaryOnce sync.Once
+	binaryErr  error
+)
+
+// needBinary builds imgbuild once per test run and sets binary.
+func needBinary(t testing.TB) {
+	t.Helper()
+	binaryOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "imgbuild-e2e-")
+		if err != nil {
+			binaryErr = err
+			return
+		}
+		binaryDir = dir
+		out := filepath.Join(dir, "imgbuild")
+		build := exec.Command("go", "build", "-o", out, "github.com/imgbuild/imgbuild/cmd/imgbuild")
+		build.Env = append(os.Environ(), "CGO_ENABLED=0")
+		if b, err := build.CombinedOutput(); err != nil {
+			binaryErr = fmt.Errorf("building imgbuild: %v\n%s", err, b)
+			return
+		}
+		binary = out
+	})
+	if binaryErr != nil {
+		t.Fatal(binaryErr)
+	}
+}
 
 func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "imgbuild-e2e-")
-	if err != nil {
-		panic(err)
-	}
-	binary = filepath.Join(dir, "imgbuild")
-	build := exec.Command("go", "build", "-o", binary, "github.com/imgbuild/imgbuild/cmd/imgbuild")
-	build.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if out, err := build.CombinedOutput(); err != nil {
-		panic(fmt.Sprintf("building imgbuild: %v\n%s", err, out))
-	}
 	code := m.Run()
 	if e2eStop != nil {
 		e2eStop()
 	}
-	os.RemoveAll(dir)
+	if binaryDir != "" {
+		os.RemoveAll(binaryDir)
+	}
 	os.Exit(code)
 }
 
@@ -111,6 +135,7 @@ func imgbuild(t *testing.T, stdin string, args ...string) result {
 // imgbuildEnv runs the imgbuild binary with extra environment variables.
 func imgbuildEnv(t *testing.T, env []string, stdin string, args ...string) result {
 	t.Helper()
+	needBinary(t)
 	var out, errb bytes.Buffer
 	cmd := exec.CommandContext(t.Context(), binary, args...)
 	cmd.Env = append(os.Environ(), env...)

@@ -1,11 +1,12 @@
 package cmd
 
 import (
+	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
-	"regexp"
 	"sort"
 	"strings"
 
@@ -14,6 +15,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/imgbuild/imgbuild/pkg/builder"
+	"github.com/imgbuild/imgbuild/pkg/kaniko"
 	"github.com/imgbuild/imgbuild/pkg/registry"
 )
 
@@ -240,7 +242,7 @@ func (ko *kanikoOptions) toBuild(bo *buildOptions, contextDir string, lookupEnv 
 	}
 	var pullHosts []string
 	if ko.insecurePull || ko.skipTLSPull {
-		pullHosts = baseImageRegistries(bo.file, ko.buildArgs, lookupEnv)
+		pullHosts = kaniko.BaseRegistries(bo.file, ko.buildArgs, lookupEnv)
 	}
 	if ko.insecurePush {
 		bo.reg.insecure = append(bo.reg.insecure, pushHosts...)
@@ -297,37 +299,6 @@ func (ko *kanikoOptions) compressionToBuild(bo *buildOptions) {
 	}
 }
 
-// fromLine matches a FROM instruction's image.
-var fromLine = regexp.MustCompile(`(?im)^\s*FROM\s+(?:--\S+\s+)*(\S+)`)
-
-// baseImageRegistries lists the registries of the Dockerfile's FROM images,
-// with ARG defaults and --build-arg values substituted.
-func baseImageRegistries(dockerfile string, buildArgs []string, lookupEnv func(string) (string, bool)) []string {
-	b, err := os.ReadFile(dockerfile)
-	if err != nil {
-		return nil
-	}
-	vars := map[string]string{}
-	for _, m := range regexp.MustCompile(`(?im)^\s*ARG\s+(\w+)=(\S+)`).FindAllStringSubmatch(string(b), -1) {
-		vars[m[1]] = strings.Trim(m[2], `"'`)
-	}
-	for _, a := range buildArgs {
-		k, v, ok := strings.Cut(a, "=")
-		if !ok {
-			v, _ = lookupEnv(k)
-		}
-		vars[k] = v
-	}
-	var hosts []string
-	for _, m := range fromLine.FindAllStringSubmatch(string(b), -1) {
-		img := os.Expand(m[1], func(k string) string { return vars[k] })
-		if ref, err := registry.ParseReference(img, nil); err == nil {
-			hosts = append(hosts, ref.Context().RegistryStr())
-		}
-	}
-	return hosts
-}
-
 // cacheTag is the tag of the one BuildKit cache manifest kept in the cache
 // repository (kaniko keeps one image per layer instead; the formats differ,
 // so a kaniko cache is not reused, only replaced).
@@ -373,4 +344,20 @@ func resolveDockerfile(df, contextDir string) (string, error) {
 		return inCtx, nil
 	}
 	return "", fmt.Errorf("dockerfile %q not found in the working directory or the context %s", df, contextDir)
+}
+
+// resolveContext turns --context (and --context-sub-path) into a local
+// directory; cleanup removes what was fetched.
+func (ko *kanikoOptions) resolveContext(ctx context.Context, stdin io.Reader, getenv func(string) string) (string, func(), error) {
+	dir, cleanup, err := kaniko.FetchContext(ctx, ko.context, kaniko.ContextOptions{
+		SubPath: ko.contextSubPath, Stdin: stdin, Getenv: getenv, Git: ko.git,
+	})
+	var se *kaniko.SubPathError
+	if errors.As(err, &se) {
+		return "", cleanup, fmt.Errorf("--context-sub-path %w", err)
+	}
+	if err != nil {
+		return "", cleanup, fmt.Errorf("--context %w", err)
+	}
+	return dir, cleanup, nil
 }

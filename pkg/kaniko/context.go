@@ -1,4 +1,8 @@
-package cmd
+// Package kaniko holds kaniko's conventions that are more than flag names:
+// its build context specs (directories, tarballs, git repositories) and how
+// its registry-wide switches find the registries a Dockerfile pulls from.
+// The flags themselves are mapped in the CLI; nothing here imports it.
+package kaniko
 
 import (
 	"context"
@@ -14,55 +18,83 @@ import (
 	"github.com/containerd/containerd/v2/pkg/archive/compression"
 )
 
-// resolveContext turns kaniko's --context (and --context-sub-path) into a
-// local directory. Fetched contexts (tar, git) go to a temporary directory
-// that cleanup removes.
-func (ko *kanikoOptions) resolveContext(ctx context.Context, stdin io.Reader, getenv func(string) string) (dir string, cleanup func(), err error) {
+// ContextOptions say how [FetchContext] reaches a context.
+type ContextOptions struct {
+	// SubPath is kaniko's --context-sub-path: the build context is this
+	// directory inside the fetched one. The default is the whole context.
+	SubPath string
+	// Stdin is read for tar://stdin.
+	Stdin io.Reader
+	// Getenv reads GIT_TOKEN, GIT_USERNAME, GIT_PASSWORD and
+	// GIT_PULL_METHOD. The default is os.Getenv.
+	Getenv func(string) string
+	// Git are kaniko's --git options ("branch=B,single-branch=true,...").
+	Git []string
+}
+
+// FetchContext turns one of kaniko's context specs (dir://PATH or a plain
+// path, tar://PATH.tar[.gz|.zst], tar://stdin, git://HOST/REPO[#REF[#COMMIT]])
+// into a local directory. Fetched contexts (tar, git) go to a temporary
+// directory that cleanup removes; cleanup is never nil. Errors name the spec,
+// with credentials redacted.
+func FetchContext(ctx context.Context, spec string, o ContextOptions) (dir string, cleanup func(), err error) {
 	cleanup = func() {}
-	spec := ko.context
+	if o.Getenv == nil {
+		o.Getenv = os.Getenv
+	}
 	switch {
 	case strings.HasPrefix(spec, "tar://"):
 		src := strings.TrimPrefix(spec, "tar://")
-		r := stdin
+		r := o.Stdin
 		if src != "stdin" {
 			f, err := os.Open(src)
 			if err != nil {
-				return "", cleanup, fmt.Errorf("--context %s: %w", spec, err)
+				return "", cleanup, fmt.Errorf("%s: %w", spec, err)
 			}
 			defer f.Close()
 			r = f
+		} else if r == nil {
+			return "", cleanup, fmt.Errorf("%s: no standard input", spec)
 		}
 		dir, cleanup, err = extractContext(ctx, r)
 		if err != nil {
-			return "", cleanup, fmt.Errorf("--context %s: %w", spec, err)
+			return "", cleanup, fmt.Errorf("%s: %w", spec, err)
 		}
 	case strings.HasPrefix(spec, "git://"):
-		dir, cleanup, err = cloneContext(ctx, strings.TrimPrefix(spec, "git://"), ko.git, getenv)
+		dir, cleanup, err = cloneContext(ctx, strings.TrimPrefix(spec, "git://"), o.Git, o.Getenv)
 		if err != nil {
-			return "", cleanup, fmt.Errorf("--context %s: %w", redactURL(spec), err)
+			return "", cleanup, fmt.Errorf("%s: %w", redactURL(spec), err)
 		}
 	case strings.Contains(spec, "://") && !strings.HasPrefix(spec, "dir://"):
 		scheme, _, _ := strings.Cut(spec, "://")
-		return "", cleanup, fmt.Errorf("--context %s: %s:// contexts are not supported (use dir://, tar:// or git://)", spec, scheme)
+		return "", cleanup, fmt.Errorf("%s: %s:// contexts are not supported (use dir://, tar:// or git://)", spec, scheme)
 	default:
 		dir = strings.TrimPrefix(spec, "dir://")
 		fi, err := os.Stat(dir)
 		if err != nil {
-			return "", cleanup, fmt.Errorf("--context %s: %w", spec, err)
+			return "", cleanup, fmt.Errorf("%s: %w", spec, err)
 		}
 		if !fi.IsDir() {
-			return "", cleanup, fmt.Errorf("--context %s is not a directory", spec)
+			return "", cleanup, fmt.Errorf("%s is not a directory", spec)
 		}
 	}
-	if ko.contextSubPath != "" {
-		sub := filepath.Join(dir, filepath.Clean("/"+ko.contextSubPath))
+	if o.SubPath != "" {
+		sub := filepath.Join(dir, filepath.Clean("/"+o.SubPath))
 		if fi, err := os.Stat(sub); err != nil || !fi.IsDir() {
 			cleanup()
-			return "", func() {}, fmt.Errorf("--context-sub-path %s: no such directory in the context", ko.contextSubPath)
+			return "", func() {}, &SubPathError{SubPath: o.SubPath}
 		}
 		dir = sub
 	}
 	return dir, cleanup, nil
+}
+
+// SubPathError is a context sub-path that is not a directory of the context.
+type SubPathError struct{ SubPath string }
+
+// Error implements error.
+func (e *SubPathError) Error() string {
+	return fmt.Sprintf("%s: no such directory in the context", e.SubPath)
 }
 
 // extractContext unpacks a (gzip, zstd or plain) tar into a new directory
