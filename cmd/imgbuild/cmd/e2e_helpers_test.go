@@ -132,6 +132,21 @@ func imgbuild(t *testing.T, stdin string, args ...string) result {
 	return imgbuildEnv(t, nil, stdin, args...)
 }
 
+// run runs a command line in-process through execute, for the tests of
+// what the CLI checks before any work starts. The state dir defaults to a
+// fresh temporary one, so that nothing reaches the machine's.
+func run(t *testing.T, stdin string, args ...string) result {
+	t.Helper()
+	t.Setenv("IMGBUILD_ROOT", t.TempDir())
+	// As if already in the user namespace: a non-root run must not
+	// re-execute the test binary.
+	t.Setenv("_IMGBUILD_USERNS_CHILD", "2")
+	var out, errb bytes.Buffer
+	code := execute(t.Context(), args, strings.NewReader(stdin), &out, &errb)
+	t.Logf("imgbuild %s (in-process)\n--- exit %d, stderr:\n%s", strings.Join(args, " "), code, errb.String())
+	return result{stdout: out.String(), stderr: errb.String(), code: code}
+}
+
 // imgbuildEnv runs the imgbuild binary with extra environment variables.
 func imgbuildEnv(t *testing.T, env []string, stdin string, args ...string) result {
 	t.Helper()

@@ -181,7 +181,7 @@ func TestBuildFlagErrors(t *testing.T) {
 		{[]string{"build", "--label", "novalue", "."}, `--label "novalue"`},
 		{[]string{"build"}, "accepts 1 arg"},
 	} {
-		r := imgbuild(t, "", tc.args...)
+		r := run(t, "", tc.args...)
 		if r.code == 0 || !strings.Contains(r.stderr, tc.want) {
 			t.Errorf("%v: exit %d, stderr %q; want failure mentioning %q", tc.args, r.code, r.stderr, tc.want)
 		}

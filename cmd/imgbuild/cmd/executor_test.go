@@ -140,7 +140,7 @@ func TestExecutorErrors(t *testing.T) {
 		{[]string{"executor", "--context", withDockerfile, "--no-push", "--compression-level", "fast"}, `invalid argument "fast" for "--compression-level" flag`},
 		{[]string{"executor", "--context", withDockerfile, "--no-push", "--compression-level", "10"}, "--compression-level: invalid compression level 10 for gzip (want 0 to 9)"},
 	} {
-		r := imgbuild(t, "", tc.args...)
+		r := run(t, "", tc.args...)
 		if r.code == 0 || !strings.Contains(r.stderr, tc.want) {
 			t.Errorf("%v: exit %d, stderr %q; want failure mentioning %q", tc.args, r.code, r.stderr, tc.want)
 		}
