@@ -98,7 +98,7 @@ standard error.`,
 	f.BoolVar(&bo.allowInsecureRunc, "allow-insecure-runc", false, "run RUN steps with a runc that lacks the 2024/2025 container-escape fixes")
 	f.BoolVar(&bo.allowExternalFrontend, "allow-external-frontend", false, "allow '# syntax=' to pull and run a frontend image other than docker/dockerfile")
 	f.StringVar(&bo.snapshotter, "snapshotter", "auto", "snapshotter: auto, overlayfs or native")
-	f.BoolVar(&bo.wait, "wait", false, "wait for another imgbuild using the same state directory instead of failing")
+	f.BoolVar(&bo.wait, "wait", false, waitHelp)
 	return cmd
 }
 

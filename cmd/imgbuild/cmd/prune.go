@@ -27,8 +27,12 @@ func (s *stateFlags) addFlags(f *pflag.FlagSet) {
 	f.StringVar(&s.root, "root", "", "state directory (default $IMGBUILD_ROOT, /var/lib/imgbuild as root, else $XDG_DATA_HOME/imgbuild)")
 	f.StringVar(&s.runc, "runc", "", "runc binary (default: runc next to imgbuild, else on $PATH)")
 	f.StringVar(&s.snapshotter, "snapshotter", "auto", "snapshotter: auto, overlayfs or native")
-	f.BoolVar(&s.wait, "wait", false, "wait for another imgbuild using the same state directory instead of failing")
+	f.BoolVar(&s.wait, "wait", false, waitHelp)
 }
+
+// waitHelp describes --wait: a process with the same worker settings joins
+// the one holding the state dir (see builder's shared.go) whatever --wait says.
+const waitHelp = "when another imgbuild holds the state directory with other settings (runc, snapshotter, registries, frontends), wait until it is done instead of failing at once; with the same settings this one joins it and shares its BuildKit, --wait or not"
 
 // open opens the state dir with automatic GC off: a housekeeping command
 // does exactly what it is asked.
