@@ -299,7 +299,8 @@ func runBuild(cmd *cobra.Command, ro *rootOptions, bo *buildOptions, contextDir 
 	bopts = append(bopts, bo.cache.builderOptions()...)
 	b, err := builder.New(ctx, root, bopts...)
 	if err != nil {
-		return err
+		// executor has no --snapshotter.
+		return stateDirHint(err, cmd.Flags().Lookup("snapshotter") != nil)
 	}
 	defer b.Close()
 

@@ -15,7 +15,9 @@ import (
 	"github.com/imgbuild/imgbuild/pkg/cache"
 )
 
-// stateFlags pick and open a state dir for the housekeeping commands.
+// stateFlags pick and open a state dir for the housekeeping commands. They
+// run where build runs (in a user namespace when not root), so that they see
+// its snapshotter and file owners: another view would drop its records.
 type stateFlags struct {
 	root        string
 	runc        string
@@ -41,13 +43,14 @@ func (s *stateFlags) open(ctx context.Context, ro *rootOptions) (*builder.Builde
 	if err != nil {
 		return nil, err
 	}
-	return builder.New(ctx, root,
+	b, err := builder.New(ctx, root,
 		builder.WithRunc(s.runc),
 		builder.WithSnapshotter(s.snapshotter),
 		builder.WithWaitForLock(s.wait),
 		builder.WithLogger(ro.log),
 		builder.WithGC(cache.GCConfig{Disabled: true}),
 	)
+	return b, stateDirHint(err, true)
 }
 
 type pruneOptions struct {
@@ -78,6 +81,9 @@ least recently used records only until the cache fits the size given.`,
   imgbuild prune --all`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if builder.NeedsUserNamespace() {
+				return ro.rerunRootless(cmd, po.state.root)
+			}
 			return runPrune(cmd, ro, po)
 		},
 	}
