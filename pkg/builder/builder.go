@@ -43,7 +43,9 @@ type Builder struct {
 }
 
 // New opens the state dir root (taking its lock), checks runc and starts the
-// embedded BuildKit controller.
+// embedded BuildKit controller. It returns a [*StateMismatchError] when this
+// process would see root's build cache differently from the processes that
+// made it (another snapshotter, or the other side of a user namespace).
 func New(ctx context.Context, root string, opts ...Option) (*Builder, error) {
 	o := options{root: root, log: logrus.StandardLogger()}
 	for _, opt := range opts {

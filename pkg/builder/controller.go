@@ -63,6 +63,16 @@ type embedded struct {
 // ociWorkerInitializer do, minus everything a single-process builder has no
 // use for (CNI, tracing, the containerd worker, gha/s3/azblob caches).
 func startEmbedded(ctx context.Context, o *options) (*embedded, error) {
+	snName, snFactory, err := snapshotterFactory(o.root, o.snapshotter)
+	if err != nil {
+		return nil, err
+	}
+	// Before anything opens a database: another snapshotter's view of the
+	// state dir would drop its records.
+	explicit := o.snapshotter != "" && o.snapshotter != "auto"
+	if err := checkWorkerRecord(o.root, snName, explicit, InUserNamespace()); err != nil {
+		return nil, err
+	}
 	if err := recoverState(ctx, o); err != nil {
 		return nil, err
 	}
@@ -76,10 +86,6 @@ func startEmbedded(ctx context.Context, o *options) (*embedded, error) {
 	sources := newBlobSources(o.root)
 	hosts := registryHosts(o, sources)
 
-	snName, snFactory, err := snapshotterFactory(o.root, o.snapshotter)
-	if err != nil {
-		return nil, err
-	}
 	// The worker never closes the snapshotter it creates (buildkitd exits
 	// instead); keep hold of it so that Close releases its database.
 	var created []snapshots.Snapshotter

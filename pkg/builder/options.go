@@ -40,8 +40,10 @@ func WithAllowInsecureRunc(allow bool) Option {
 	return func(o *options) error { o.allowInsecureRunc = allow; return nil }
 }
 
-// WithSnapshotter picks the snapshotter: "auto", "overlayfs" or "native". The
-// default is "auto": overlayfs where the state dir supports it, else native.
+// WithSnapshotter picks the snapshotter: "auto", "overlayfs", "fuse-overlayfs"
+// or "native". The default is "auto": overlayfs where the state dir supports
+// it, else fuse-overlayfs, else native. [New] refuses a state dir whose build
+// cache another snapshotter made (see [StateMismatchError]).
 func WithSnapshotter(name string) Option {
 	return func(o *options) error { o.snapshotter = name; return nil }
 }

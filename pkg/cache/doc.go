@@ -6,7 +6,10 @@
 // The state directory holds the embedded BuildKit solver's snapshotter,
 // content store and bbolt databases, the image store of recent build results
 // (images/, indexed by [ResultsFile]) and the lock file. [StateDir] resolves
-// which directory to use.
+// which directory to use. Each snapshotter has a worker dir of its own
+// (runc-NAME) while the solver's databases are shared, so pkg/builder records
+// in worker.json which snapshotter, rootless or not, made the build cache, and
+// refuses to open the state directory any other way.
 //
 // # Sharing one state directory between processes
 //

@@ -99,7 +99,7 @@ standard error.`,
 	f.BoolVar(&bo.allowInsecureRunc, "allow-insecure-runc", false, "run RUN steps with a runc that lacks the 2024/2025 container-escape fixes")
 	f.BoolVar(&bo.allowExternalFrontend, "allow-external-frontend", false, "allow '# syntax=' to pull and run a frontend image other than docker/dockerfile")
 	f.StringVar(&bo.snapshotter, "snapshotter", "auto", "snapshotter: auto, overlayfs or native")
-	f.BoolVar(&bo.wait, "wait", false, "wait for another imgbuild using the same state directory instead of failing")
+	f.BoolVar(&bo.wait, "wait", false, waitHelp)
 	return cmd
 }
 
@@ -304,7 +304,8 @@ func runBuild(cmd *cobra.Command, ro *rootOptions, bo *buildOptions, contextDir 
 	bopts = append(bopts, cacheOpts...)
 	b, err := builder.New(ctx, root, bopts...)
 	if err != nil {
-		return err
+		// executor has no --snapshotter.
+		return stateDirHint(err, cmd.Flags().Lookup("snapshotter") != nil)
 	}
 	defer b.Close()
 

@@ -12,6 +12,7 @@ import (
 	units "github.com/docker/go-units"
 	"github.com/spf13/cobra"
 
+	"github.com/imgbuild/imgbuild/pkg/builder"
 	"github.com/imgbuild/imgbuild/pkg/cache"
 )
 
@@ -31,6 +32,10 @@ mounts, build contexts): size, last use and whether they can be reclaimed,
 with totals, plus the image store of recent build results.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			// The state dir must be seen as build sees it (see stateFlags).
+			if builder.NeedsUserNamespace() {
+				return ro.rerunRootless(cmd, do.state.root)
+			}
 			return runDu(cmd, ro, do)
 		},
 	}

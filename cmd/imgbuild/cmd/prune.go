@@ -15,7 +15,9 @@ import (
 	"github.com/imgbuild/imgbuild/pkg/cache"
 )
 
-// stateFlags pick and open a state dir for the housekeeping commands.
+// stateFlags pick and open a state dir for the housekeeping commands. They
+// run where build runs (in a user namespace when not root), so that they see
+// its snapshotter and file owners: another view would drop its records.
 type stateFlags struct {
 	root        string
 	runc        string
@@ -27,8 +29,12 @@ func (s *stateFlags) addFlags(f *pflag.FlagSet) {
 	f.StringVar(&s.root, "root", "", "state directory (default $IMGBUILD_ROOT, /var/lib/imgbuild as root, else $XDG_DATA_HOME/imgbuild)")
 	f.StringVar(&s.runc, "runc", "", "runc binary (default: runc next to imgbuild, else on $PATH)")
 	f.StringVar(&s.snapshotter, "snapshotter", "auto", "snapshotter: auto, overlayfs or native")
-	f.BoolVar(&s.wait, "wait", false, "wait for another imgbuild using the same state directory instead of failing")
+	f.BoolVar(&s.wait, "wait", false, waitHelp)
 }
+
+// waitHelp describes --wait: a process with the same worker settings joins
+// the one holding the state dir (see builder's shared.go) whatever --wait says.
+const waitHelp = "when another imgbuild holds the state directory with other settings (runc, snapshotter, registries, frontends), wait until it is done instead of failing at once; with the same settings this one joins it and shares its BuildKit, --wait or not"
 
 // open opens the state dir with automatic GC off: a housekeeping command
 // does exactly what it is asked.
@@ -37,13 +43,14 @@ func (s *stateFlags) open(ctx context.Context, ro *rootOptions) (*builder.Builde
 	if err != nil {
 		return nil, err
 	}
-	return builder.New(ctx, root,
+	b, err := builder.New(ctx, root,
 		builder.WithRunc(s.runc),
 		builder.WithSnapshotter(s.snapshotter),
 		builder.WithWaitForLock(s.wait),
 		builder.WithLogger(ro.log),
 		builder.WithGC(cache.GCConfig{Disabled: true}),
 	)
+	return b, stateDirHint(err, true)
 }
 
 type pruneOptions struct {
@@ -74,6 +81,9 @@ least recently used records only until the cache fits the size given.`,
   imgbuild prune --all`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if builder.NeedsUserNamespace() {
+				return ro.rerunRootless(cmd, po.state.root)
+			}
 			return runPrune(cmd, ro, po)
 		},
 	}

@@ -7,10 +7,10 @@ import (
 	"testing"
 )
 
-// du runs `imgbuild du --format json` on root.
-func (e e2e) du(t *testing.T, root string) duReport {
+// du runs `imgbuild du --format json` on root, with args.
+func (e e2e) du(t *testing.T, root string, args ...string) duReport {
 	t.Helper()
-	r := imgbuild(t, "", "du", "--root", root, "--runc", e.runc, "--format", "json")
+	r := imgbuild(t, "", append([]string{"du", "--root", root, "--runc", e.runc, "--format", "json"}, args...)...)
 	if r.code != 0 {
 		t.Fatalf("du failed: %s", r.stderr)
 	}
@@ -111,5 +111,46 @@ func TestCachePruneFlagErrors(t *testing.T) {
 	}
 	if r := e.build(t, t.TempDir(), "--gc-keep-storage", "big", "."); r.code == 0 || !strings.Contains(r.stderr, "--gc-keep-storage") {
 		t.Errorf("--gc-keep-storage big: exit %d, stderr %q", r.code, r.stderr)
+	}
+}
+
+// TestStateDirSnapshotterMismatch: a state dir made with the native
+// snapshotter is refused by every command asked to open it with overlayfs,
+// with an error naming the state dir, both snapshotters and the fix, and its
+// build cache is still all there afterwards.
+func TestStateDirSnapshotterMismatch(t *testing.T) {
+	e := setup(t)
+	root := t.TempDir()
+	dir := writeContext(t, map[string]string{"Dockerfile": "ARG BASE\nFROM ${BASE}\nRUN echo native > /n.txt\n"})
+	if r := e.build(t, root, "--snapshotter", "native", dir); r.code != 0 {
+		t.Fatal(r.stderr)
+	}
+	before := e.du(t, root, "--snapshotter", "native")
+	if len(before.Records) == 0 {
+		t.Fatal("du lists no build cache records after a build")
+	}
+	for _, args := range [][]string{
+		{"du", "--root", root, "--runc", e.runc, "--snapshotter", "overlayfs"},
+		{"prune", "--all", "--root", root, "--runc", e.runc, "--snapshotter", "overlayfs"},
+		{"build", "--root", root, "--runc", e.runc, "--build-arg", "BASE=" + e.base, "--snapshotter", "overlayfs", dir},
+	} {
+		r := imgbuild(t, "", args...)
+		for _, w := range []string{"state dir " + root + " was made with the native snapshotter", "would use overlayfs (asked for)", "--snapshotter native", "--root"} {
+			if r.code == 0 || !strings.Contains(r.stderr, w) {
+				t.Errorf("imgbuild %s: exit %d, stderr %q; want a failure saying %q", args[0], r.code, r.stderr, w)
+				break
+			}
+		}
+	}
+	after := e.du(t, root, "--snapshotter", "native")
+	if len(after.Records) != len(before.Records) || after.Total != before.Total {
+		t.Errorf("after the refusals du lists %d records (%d bytes), want %d (%d bytes)", len(after.Records), after.Total, len(before.Records), before.Total)
+	}
+	r := e.build(t, root, "--snapshotter", "native", dir)
+	if r.code != 0 {
+		t.Fatal(r.stderr)
+	}
+	if !stepCached(t, r.stderr, "RUN echo native") {
+		t.Errorf("the RUN step was not cached after the refusals:\n%s", r.stderr)
 	}
 }

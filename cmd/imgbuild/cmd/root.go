@@ -175,3 +175,31 @@ func (ro *rootOptions) rerunRootless(cmd *cobra.Command, rootFlag string) error 
 	}
 	return nil
 }
+
+// stateDirHint adds to a state dir refused for another view of its build
+// cache (see builder.StateMismatchError) the flags that fix it; the command
+// has a --snapshotter flag when snapshotterFlag is set.
+func stateDirHint(err error, snapshotterFlag bool) error {
+	var me *builder.StateMismatchError
+	if !errors.As(err, &me) {
+		return err
+	}
+	var fixes []string
+	switch {
+	case me.Snapshotter == "" && snapshotterFlag:
+		fixes = append(fixes, fmt.Sprintf("pass --snapshotter with the one whose build cache to keep (%s)", strings.Join(me.Found, " or ")))
+	case me.Snapshotter != "" && me.Rootless != me.WantRootless:
+		fix := "run imgbuild as root"
+		if me.Rootless {
+			fix = "run imgbuild rootless, as the user that made it"
+		}
+		if me.Snapshotter != me.WantSnapshotter && snapshotterFlag {
+			fix += " with --snapshotter " + me.Snapshotter
+		}
+		fixes = append(fixes, fix)
+	case me.Snapshotter != "" && snapshotterFlag:
+		fixes = append(fixes, "pass --snapshotter "+me.Snapshotter)
+	}
+	fixes = append(fixes, "use another --root")
+	return fmt.Errorf("%w\nto fix: %s", err, strings.Join(fixes, ", or "))
+}

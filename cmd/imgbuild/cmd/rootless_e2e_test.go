@@ -2,6 +2,7 @@ package cmd
 
 import (
 	"bytes"
+	"encoding/json"
 	"errors"
 	"os"
 	"os/exec"
@@ -170,5 +171,64 @@ func TestRootlessSingleIDMapping(t *testing.T) {
 	}
 	if got := files(t, img)["single.txt"]; got != "single\n" {
 		t.Errorf("single.txt = %q", got)
+	}
+}
+
+// TestRootlessDuPruneKeepCache runs du and prune as an unprivileged user:
+// they enter the user namespace builds run in, so they see the state dir
+// with the builds' snapshotter, the build cache survives them and the next
+// build has every step CACHED.
+func TestRootlessDuPruneKeepCache(t *testing.T) {
+	e := setup(t)
+	uid, gid := rootlessUser(t)
+	home := userHome(t, uid, gid)
+	ctx := filepath.Join(home, "ctx")
+	os.Mkdir(ctx, 0o755)
+	os.WriteFile(filepath.Join(ctx, "Dockerfile"), []byte("ARG BASE\nFROM ${BASE}\nCOPY in.txt /in.txt\nRUN echo one > /one\nRUN echo two > /two\n"), 0o644)
+	os.WriteFile(filepath.Join(ctx, "in.txt"), []byte("in\n"), 0o644)
+	for _, p := range []string{ctx, filepath.Join(ctx, "Dockerfile"), filepath.Join(ctx, "in.txt")} {
+		os.Chown(p, uid, gid)
+	}
+	state := filepath.Join(home, "state")
+	run := func(args ...string) result {
+		t.Helper()
+		r := e.runAs(t, uid, gid, home, append(args, "--root", state, "--runc", e.runc)...)
+		if r.code != 0 {
+			t.Fatalf("rootless imgbuild %s failed:\n%s", args[0], r.stderr)
+		}
+		if strings.Contains(r.stderr, "due to missing blobs") {
+			t.Errorf("rootless imgbuild %s deleted build records:\n%s", args[0], r.stderr)
+		}
+		return r
+	}
+	du := func() duReport {
+		t.Helper()
+		r := run("du", "--format", "json")
+		var rep duReport
+		if err := json.Unmarshal([]byte(r.stdout), &rep); err != nil {
+			t.Fatalf("du output %q: %v", r.stdout, err)
+		}
+		return rep
+	}
+	build := func() result {
+		t.Helper()
+		return run("build", "--progress", "plain", "--build-arg", "BASE="+e.base, ctx)
+	}
+
+	build()
+	before := du()
+	if len(before.Records) == 0 {
+		t.Fatal("du lists no build cache records after a build")
+	}
+	run("prune", "--filter", "until=24h")
+	after := du()
+	if len(after.Records) != len(before.Records) {
+		t.Errorf("du lists %d build cache records after prune --filter until=24h and a second du, want %d", len(after.Records), len(before.Records))
+	}
+	r := build()
+	for _, step := range []string{"COPY in.txt", "RUN echo one", "RUN echo two"} {
+		if !stepCached(t, r.stderr, step) {
+			t.Errorf("step %q was not cached after du and prune:\n%s", step, r.stderr)
+		}
 	}
 }

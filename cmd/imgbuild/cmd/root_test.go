@@ -1,0 +1,50 @@
+package cmd
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+	"testing"
+
+	"github.com/imgbuild/imgbuild/pkg/builder"
+)
+
+// TestStateDirHint: a refused state dir's error ends with the flags that
+// fix it, and only flags the command has.
+func TestStateDirHint(t *testing.T) {
+	for _, tc := range []struct {
+		name            string
+		err             builder.StateMismatchError
+		snapshotterFlag bool
+		want            string
+	}{
+		{"snapshotter", builder.StateMismatchError{Snapshotter: "native", WantSnapshotter: "overlayfs"}, true,
+			"to fix: pass --snapshotter native, or use another --root"},
+		{"executor", builder.StateMismatchError{Snapshotter: "native", WantSnapshotter: "overlayfs"}, false,
+			"to fix: use another --root"},
+		{"made rootless", builder.StateMismatchError{Snapshotter: "overlayfs", Rootless: true, WantSnapshotter: "overlayfs"}, true,
+			"to fix: run imgbuild rootless, as the user that made it, or use another --root"},
+		{"made as root", builder.StateMismatchError{Snapshotter: "overlayfs", WantSnapshotter: "native", WantRootless: true}, true,
+			"to fix: run imgbuild as root with --snapshotter overlayfs, or use another --root"},
+		{"several", builder.StateMismatchError{Found: []string{"native", "overlayfs"}, WantSnapshotter: "overlayfs"}, true,
+			"to fix: pass --snapshotter with the one whose build cache to keep (native or overlayfs), or use another --root"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			me := tc.err
+			err := stateDirHint(fmt.Errorf("starting: %w", &me), tc.snapshotterFlag)
+			if !strings.HasSuffix(err.Error(), "\n"+tc.want) {
+				t.Errorf("got %q, want it to end with %q", err, tc.want)
+			}
+			if !errors.Is(err, &me) {
+				t.Error("the hint does not wrap the error")
+			}
+		})
+	}
+	plain := errors.New("other")
+	if got := stateDirHint(plain, true); got != plain {
+		t.Errorf("another error became %v", got)
+	}
+	if stateDirHint(nil, true) != nil {
+		t.Error("nil became an error")
+	}
+}
