@@ -12,6 +12,8 @@ import (
 	"slices"
 	"strings"
 	"syscall"
+
+	"github.com/imgbuild/imgbuild/internal/atomicfile"
 )
 
 // WorkerRecordFile, in a state dir, records how its build cache was made:
@@ -118,7 +120,7 @@ func checkWorkerRecord(root, snapshotter string, explicit, rootless bool) error 
 		return fmt.Errorf("state dir %s: reading how its build cache was made: %w", root, err)
 	}
 	data, _ := json.Marshal(want)
-	if err := writeAtomic(path, append(data, '\n')); err != nil {
+	if err := atomicfile.WriteFile(path, append(data, '\n'), 0o600); err != nil {
 		return fmt.Errorf("state dir %s: recording its snapshotter: %w", root, err)
 	}
 	return nil
