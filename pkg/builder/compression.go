@@ -36,10 +36,11 @@ type Compression struct {
 	// for zstd (mapped onto klauspost/compress's four speeds). The default
 	// (nil) is the algorithm's default. Uncompressed layers have no level.
 	Level *int
-	// Force recompresses layers that already exist in another compression:
-	// a base image's, and layers an earlier build with another compression
-	// left in the state dir's cache. The default is to reuse them as they
-	// are, so only newly built layers get Type.
+	// Force recompresses the base image's layers to Type too. The default
+	// is to push them as they came. The build's own layers, new or reused
+	// from the state dir's cache, get Type either way: a cached layer in
+	// another compression is converted once and the result kept, so the
+	// next build reuses it (whatever level it was made at).
 	Force bool
 }
 

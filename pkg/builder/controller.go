@@ -109,7 +109,7 @@ func startEmbedded(ctx context.Context, o *options) (*embedded, error) {
 		return nil, fmt.Errorf("creating worker: %w", err)
 	}
 	wc := &worker.Controller{}
-	if err := wc.Add(w); err != nil {
+	if err := wc.Add(exportWorker{w}); err != nil {
 		return nil, err
 	}
 

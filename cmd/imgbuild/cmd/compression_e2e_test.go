@@ -1,9 +1,12 @@
 package cmd
 
 import (
+	"archive/tar"
 	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -273,4 +276,165 @@ func TestCompressionEstargz(t *testing.T) {
 			t.Errorf("layer %d: TOC digest annotation present %t, want %t", i, toc, want)
 		}
 	}
+}
+
+// compressionBuild is one build in a sequence on one state dir: the flags,
+// and the layer media types the pushed image must have.
+type compressionBuild struct {
+	args []string
+	want []types.MediaType
+}
+
+var (
+	gzipLayers    = []types.MediaType{types.OCILayer, types.OCILayer, types.OCILayer}
+	zstdOwnLayers = []types.MediaType{types.OCILayer, types.OCILayerZStd, types.OCILayerZStd}
+)
+
+// buildCompressed runs one build of compressionContext on root, pushes it
+// to tag and checks the pushed layers: media types, that each blob
+// decompresses with its media type's algorithm to the config's diff ID,
+// and the base layer pushed as the base image has it. It returns the image
+// digest, the manifest and the build's log.
+func buildCompressed(t *testing.T, e e2e, root, dir, tag string, b compressionBuild, extra ...string) (string, *v1.Manifest, string) {
+	t.Helper()
+	args := append(append([]string{"--log-level", "debug", "-t", tag, "--push"}, b.args...), extra...)
+	r := e.build(t, root, append(args, dir)...)
+	if r.code != 0 {
+		t.Fatal(r.stderr)
+	}
+	what := strings.Join(b.args, " ")
+	if what == "" {
+		what = "default build"
+	}
+	mts, digests, files := pullLayers(t, tag)
+	checkCompressionFiles(t, files)
+	if fmt.Sprint(mts) != fmt.Sprint(b.want) {
+		t.Errorf("%s: layer media types %v, want %v", what, mts, b.want)
+	}
+	if base := baseLayer(t, e); digests[0] != base {
+		t.Errorf("%s: base layer %s, want the base image's %s as it came", what, digests[0], base)
+	}
+	m, err := pull(t, tag, validate.Fast).Manifest()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return strings.TrimSpace(r.stdout), m, r.stderr
+}
+
+// converted is what BuildKit logs at debug level when it converts a layer
+// blob to another compression.
+const converted = "converting blob to the target compression"
+
+// assertCachedRebuild checks that a build repeated the previous build of
+// its kind from the cache: every step CACHED, the same image digest, and no
+// layer converted again.
+func assertCachedRebuild(t *testing.T, log, digest, wantDigest string) {
+	t.Helper()
+	for _, step := range []string{"COPY app.txt", "RUN echo"} {
+		if !stepCached(t, log, step) {
+			t.Errorf("step %q was not cached:\n%s", step, log)
+		}
+	}
+	if digest != wantDigest {
+		t.Errorf("image %s, want %s as the previous build of this kind", digest, wantDigest)
+	}
+	if strings.Contains(log, converted) {
+		t.Errorf("the repeated build converted layers again:\n%s", log)
+	}
+}
+
+// TestCompressionAfterZstdBuild checks that what an earlier build on the
+// state dir chose does not decide the compression: after a zstd build, a
+// default build and an explicit gzip build push gzip layers (and the docker
+// archive holds gzip layers), and zstd again comes from the cache.
+func TestCompressionAfterZstdBuild(t *testing.T) {
+	e := setup(t)
+	dir := compressionContext(t)
+	root := t.TempDir()
+	repo := e.registry + "/e2e/compression-after-zstd"
+
+	zstd := compressionBuild{[]string{"--compression", "zstd"}, zstdOwnLayers}
+	zstdDigest, _, _ := buildCompressed(t, e, root, dir, repo+":zstd", compressionBuild{append([]string{"--no-cache"}, zstd.args...), zstd.want})
+
+	archive := filepath.Join(t.TempDir(), "docker.tar")
+	defDigest, _, log := buildCompressed(t, e, root, dir, repo+":default", compressionBuild{nil, gzipLayers}, "-o", "type=docker,dest="+archive)
+	checkArchiveGzip(t, archive)
+	if !strings.Contains(log, converted) {
+		t.Errorf("the default build logged no conversion of the zstd layers:\n%s", log)
+	}
+
+	gzipDigest, _, log := buildCompressed(t, e, root, dir, repo+":gzip", compressionBuild{[]string{"--compression", "gzip"}, gzipLayers})
+	assertCachedRebuild(t, log, gzipDigest, defDigest)
+
+	digest, _, log := buildCompressed(t, e, root, dir, repo+":zstd-again", zstd)
+	assertCachedRebuild(t, log, digest, zstdDigest)
+}
+
+// checkArchiveGzip checks that every layer in the docker archive at path is
+// a gzip stream.
+func checkArchiveGzip(t *testing.T, path string) {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	heads := map[string][]byte{}
+	var manifest []struct{ Layers []string }
+	tr := tar.NewReader(f)
+	for {
+		h, err := tr.Next()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		if h.Name == "manifest.json" {
+			if err := json.NewDecoder(tr).Decode(&manifest); err != nil {
+				t.Fatal(err)
+			}
+			continue
+		}
+		head := make([]byte, 4)
+		n, _ := io.ReadFull(tr, head)
+		heads[h.Name] = head[:n]
+	}
+	if len(manifest) != 1 || len(manifest[0].Layers) != 3 {
+		t.Fatalf("docker archive manifest.json %+v, want one image of 3 layers", manifest)
+	}
+	for i, l := range manifest[0].Layers {
+		if !bytes.HasPrefix(heads[l], magic[types.OCILayer]) {
+			t.Errorf("docker archive layer %d (%s) starts with %x, want gzip", i, l, heads[l])
+		}
+	}
+}
+
+// TestCompressionAfterGzipBuild checks that layers a gzip build left in the
+// cache are pushed in the compression asked for: zstd and eStargz own
+// layers over the gzip base layer, and zstd again from the cache.
+func TestCompressionAfterGzipBuild(t *testing.T) {
+	e := setup(t)
+	dir := compressionContext(t)
+	root := t.TempDir()
+	repo := e.registry + "/e2e/compression-after-gzip"
+
+	buildCompressed(t, e, root, dir, repo+":gzip", compressionBuild{nil, gzipLayers})
+
+	zstd := compressionBuild{[]string{"--compression", "zstd"}, zstdOwnLayers}
+	zstdDigest, _, log := buildCompressed(t, e, root, dir, repo+":zstd", zstd)
+	if !strings.Contains(log, converted) {
+		t.Errorf("the zstd build logged no conversion of the gzip layers:\n%s", log)
+	}
+
+	_, m, _ := buildCompressed(t, e, root, dir, repo+":estargz", compressionBuild{[]string{"--compression", "estargz"}, gzipLayers})
+	for i, l := range m.Layers {
+		_, toc := l.Annotations["containerd.io/snapshot/stargz/toc.digest"]
+		if want := i > 0; toc != want {
+			t.Errorf("estargz layer %d: TOC digest annotation present %t, want %t", i, toc, want)
+		}
+	}
+
+	digest, _, log := buildCompressed(t, e, root, dir, repo+":zstd-again", zstd)
+	assertCachedRebuild(t, log, digest, zstdDigest)
 }

@@ -20,9 +20,9 @@ type compressionFlags struct {
 }
 
 func (c *compressionFlags) addFlags(f *pflag.FlagSet) {
-	f.StringVar(&c.typ, "compression", builder.Gzip, "layer compression: gzip, zstd or uncompressed")
+	f.StringVar(&c.typ, "compression", builder.Gzip, "layer compression: gzip, zstd, estargz or uncompressed, for every layer the build makes or reuses from the state dir's cache (a cached layer in another compression is converted once, then kept); base image layers stay as they came")
 	f.Var(&c.level, "compression-level", "compression level: 0 to 9 for gzip, 0 to 22 for zstd (default: the algorithm's)")
-	f.BoolVar(&c.force, "force-compression", false, "also recompress layers that exist in another compression, such as the base image's")
+	f.BoolVar(&c.force, "force-compression", false, "also recompress the base image's layers to --compression")
 }
 
 // apply checks the flags and sets the request's layer compression.
