@@ -272,6 +272,7 @@ func (b *Builder) Build(ctx context.Context, req Request) (*Result, error) {
 	if err != nil {
 		return nil, fmt.Errorf("build context: %w", err)
 	}
+	ctxFS = bctx.skipSockets(ctxFS, b.opts.log)
 	dfFS, err := fsutil.NewFS(dfDir)
 	if err != nil {
 		return nil, fmt.Errorf("Dockerfile directory: %w", err)

@@ -2,13 +2,20 @@ package builder
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
+	"io"
+	gofs "io/fs"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 
+	"github.com/moby/patternmatcher"
 	"github.com/moby/patternmatcher/ignorefile"
+	"github.com/sirupsen/logrus"
+	"github.com/tonistiigi/fsutil"
 )
 
 // buildContext is what the Dockerfile frontend reads before the build,
@@ -150,3 +157,50 @@ func (c *buildContext) readIgnore(dockerfile string) error {
 	}
 	return nil
 }
+
+// skipSockets wraps the context's FS so that UNIX sockets are left out with
+// a warning, as docker does: fsutil clears the socket bit and would send
+// each as an empty regular file. Sockets the ignore file excludes are left
+// out without one.
+func (c *buildContext) skipSockets(inner fsutil.FS, log logrus.FieldLogger) fsutil.FS {
+	pm, err := patternmatcher.New(c.excludes)
+	if err != nil {
+		// Already parsed by ignorefile; the frontend reports bad patterns.
+		pm = nil
+	}
+	return &socketFilterFS{FS: inner, dir: c.ctxAbs, ignore: pm, log: log}
+}
+
+type socketFilterFS struct {
+	fsutil.FS
+	dir    string
+	ignore *patternmatcher.PatternMatcher
+	log    logrus.FieldLogger
+	// warned holds the paths already reported: BuildKit walks the context
+	// once per local source that reads it.
+	warned sync.Map
+}
+
+var _ fsutil.FS = (*socketFilterFS)(nil)
+
+// Walk implements fsutil.FS.
+func (fs *socketFilterFS) Walk(ctx context.Context, target string, fn gofs.WalkDirFunc) error {
+	return fs.FS.Walk(ctx, target, func(p string, entry gofs.DirEntry, err error) error {
+		// The walk's directory entry still has the type readdir gave.
+		if err != nil || entry == nil || entry.Type()&gofs.ModeSocket == 0 {
+			return fn(p, entry, err)
+		}
+		if fs.ignore != nil {
+			if ignored, _ := fs.ignore.MatchesOrParentMatches(p); ignored {
+				return nil
+			}
+		}
+		if _, seen := fs.warned.LoadOrStore(p, true); !seen {
+			fs.log.Warnf("skipping socket %s in the build context: a socket cannot be copied into an image", filepath.Join(fs.dir, p))
+		}
+		return nil
+	})
+}
+
+// Open implements fsutil.FS.
+func (fs *socketFilterFS) Open(p string) (io.ReadCloser, error) { return fs.FS.Open(p) }

@@ -1,6 +1,8 @@
 package builder
 
 import (
+	"context"
+	gofs "io/fs"
 	"os"
 	"path/filepath"
 	"strings"
@@ -8,6 +10,9 @@ import (
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/sirupsen/logrus"
+	logtest "github.com/sirupsen/logrus/hooks/test"
+	"github.com/tonistiigi/fsutil"
 )
 
 func TestBuildContextReadFile(t *testing.T) {
@@ -113,5 +118,52 @@ func TestBuildContextReadIgnore(t *testing.T) {
 	}
 	if c.ignoreName != filepath.Join(ctx, ".dockerignore") {
 		t.Errorf("stdin Dockerfile read %s", c.ignoreName)
+	}
+}
+
+func TestSkipSockets(t *testing.T) {
+	ctx := t.TempDir()
+	for _, d := range []string{"run", "tmp"} {
+		if err := os.Mkdir(filepath.Join(ctx, d), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.WriteFile(filepath.Join(ctx, "run", "keep"), nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range []string{"run/app.sock", "tmp/ignored.sock"} {
+		if err := syscall.Mknod(filepath.Join(ctx, s), syscall.S_IFSOCK|0o644, 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c, _ := newBuildContext(ctx)
+	c.excludes = []string{"tmp/*.sock"}
+	inner, err := fsutil.NewFS(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	log, hook := logtest.NewNullLogger()
+	fs := c.skipSockets(inner, log)
+	for range 2 {
+		var got []string
+		if err := fs.Walk(context.Background(), "", func(p string, _ gofs.DirEntry, err error) error {
+			got = append(got, p)
+			return err
+		}); err != nil {
+			t.Fatal(err)
+		}
+		if diff := cmp.Diff([]string{"run", "run/keep", "tmp"}, got); diff != "" {
+			t.Errorf("walk (-want +got):\n%s", diff)
+		}
+	}
+	var warnings []string
+	for _, e := range hook.AllEntries() {
+		if e.Level == logrus.WarnLevel {
+			warnings = append(warnings, e.Message)
+		}
+	}
+	want := []string{"skipping socket " + filepath.Join(ctx, "run/app.sock") + " in the build context: a socket cannot be copied into an image"}
+	if diff := cmp.Diff(want, warnings); diff != "" {
+		t.Errorf("warnings, once per socket not ignored (-want +got):\n%s", diff)
 	}
 }
