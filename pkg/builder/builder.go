@@ -252,6 +252,9 @@ func (b *Builder) Build(ctx context.Context, req Request) (*Result, error) {
 	if err := b.checkFrontend(dfName, dfData, req.BuildArgs, attrs); err != nil {
 		return nil, err
 	}
+	if _, builtin := attrs["cmdline"]; builtin {
+		warnOptionalDevices(b.opts.log, dfName, dfData)
+	}
 	if req.Target != "" {
 		attrs["target"] = req.Target
 	}

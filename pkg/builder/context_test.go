@@ -167,3 +167,21 @@ func TestSkipSockets(t *testing.T) {
 		t.Errorf("warnings, once per socket not ignored (-want +got):\n%s", diff)
 	}
 }
+
+func TestWarnOptionalDevices(t *testing.T) {
+	log, hook := logtest.NewNullLogger()
+	df := "FROM a\nRUN --device=vendor.example/gpu=all true\nRUN --device=name=x.example/y=1,required true\n" +
+		"FROM b\nRUN --device=x.example/z=2,required=false \\\n  true\n"
+	warnOptionalDevices(log, "ci/Dockerfile", []byte(df))
+	var got []string
+	for _, e := range hook.AllEntries() {
+		got = append(got, e.Message)
+	}
+	want := []string{
+		"ci/Dockerfile:2: RUN --device=vendor.example/gpu=all runs without the device: imgbuild has no CDI device support (add required=true to fail instead)",
+		"ci/Dockerfile:5: RUN --device=x.example/z=2 runs without the device: imgbuild has no CDI device support (add required=true to fail instead)",
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("warnings (-want +got):\n%s", diff)
+	}
+}
