@@ -207,40 +207,55 @@ func (b *Builder) Build(ctx context.Context, req Request) (*Result, error) {
 	if err := req.Compression.Validate(); err != nil {
 		return nil, err
 	}
-	fi, err := os.Stat(req.ContextDir)
+	bctx, err := newBuildContext(req.ContextDir)
 	if err != nil {
-		return nil, fmt.Errorf("build context: %w", err)
-	}
-	if !fi.IsDir() {
-		return nil, fmt.Errorf("build context %s is not a directory", req.ContextDir)
+		return nil, err
 	}
 	dfName := req.DockerfilePath
 	if dfName == "" {
 		dfName = filepath.Join(req.ContextDir, "Dockerfile")
 	}
-	dfData := req.Dockerfile
-	dfDir, dfBase := filepath.Dir(dfName), filepath.Base(dfName)
+	dfData, dfOnDisk := req.Dockerfile, ""
 	if dfData == nil {
-		if dfData, err = os.ReadFile(dfName); err != nil {
-			return nil, fmt.Errorf("reading Dockerfile: %w", err)
+		if dfData, err = bctx.readDockerfile(dfName); err != nil {
+			return nil, err
 		}
-	} else {
-		// The frontend reads the Dockerfile from a directory: stage stdin in
-		// the state dir, under a name of its own, and remove it afterwards.
+		dfOnDisk = dfName
+	}
+	if err := bctx.readIgnore(dfOnDisk); err != nil {
+		return nil, err
+	}
+	dfDir, dfBase := filepath.Dir(dfName), filepath.Base(dfName)
+	if req.Dockerfile != nil || bctx.linked {
+		// The frontend reads the Dockerfile and <Dockerfile>.dockerignore
+		// from a directory, where it cannot follow these links (see
+		// buildContext): stage what was read above in the state dir, under
+		// the Dockerfile's own name, and remove it afterwards.
 		tmp, err := os.MkdirTemp(b.opts.root, "dockerfile-")
 		if err != nil {
 			return nil, err
 		}
 		defer os.RemoveAll(tmp)
-		dfDir, dfBase = tmp, "Dockerfile"
-		if err := os.WriteFile(filepath.Join(tmp, dfBase), dfData, 0o644); err != nil {
+		if req.Dockerfile != nil {
+			dfBase = "Dockerfile"
+		}
+		dfDir = tmp
+		if err := os.WriteFile(filepath.Join(dfDir, dfBase), dfData, 0o644); err != nil {
 			return nil, err
+		}
+		if bctx.ignore != nil {
+			if err := os.WriteFile(filepath.Join(dfDir, dfBase+".dockerignore"), bctx.ignore, 0o644); err != nil {
+				return nil, err
+			}
 		}
 	}
 
 	attrs := map[string]string{"filename": dfBase}
 	if err := b.checkFrontend(dfName, dfData, req.BuildArgs, attrs); err != nil {
 		return nil, err
+	}
+	if _, builtin := attrs["cmdline"]; builtin {
+		warnOptionalDevices(b.opts.log, dfName, dfData)
 	}
 	if req.Target != "" {
 		attrs["target"] = req.Target
@@ -262,6 +277,7 @@ func (b *Builder) Build(ctx context.Context, req Request) (*Result, error) {
 	if err != nil {
 		return nil, fmt.Errorf("build context: %w", err)
 	}
+	ctxFS = bctx.skipSockets(ctxFS, b.opts.log)
 	dfFS, err := fsutil.NewFS(dfDir)
 	if err != nil {
 		return nil, fmt.Errorf("Dockerfile directory: %w", err)
