@@ -1,7 +1,6 @@
 package cmd
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -10,13 +9,13 @@ import (
 	"strings"
 
 	"github.com/google/go-containerregistry/pkg/name"
-	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 	"github.com/tonistiigi/go-csvvalue"
 
-	"github.com/imgbuild/imgbuild/internal/atomicfile"
 	"github.com/imgbuild/imgbuild/pkg/builder"
 	"github.com/imgbuild/imgbuild/pkg/cache"
+	"github.com/imgbuild/imgbuild/pkg/publish"
 	"github.com/imgbuild/imgbuild/pkg/registry"
 )
 
@@ -39,7 +38,7 @@ type buildOptions struct {
 	reg          registryFlags
 	cache        cacheFlags
 	compression  compressionFlags
-	digests      digestFiles
+	digests      digestFlags
 	// builderOutput is kaniko's BUILDER_OUTPUT directory (Cloud Build):
 	// it gets an "images" file naming each pushed image.
 	builderOutput         string
@@ -192,7 +191,7 @@ func (bo *buildOptions) plan(contextDir string, stdin io.Reader, getenv func(str
 			if len(refs) == 0 {
 				return nil, fmt.Errorf("--output %q: type=registry needs --tag or name=", o)
 			}
-			p.push = dedupeRefs(append(p.push, refs...))
+			p.push = publish.Dedupe(append(p.push, refs...))
 			continue
 		}
 		out.refs = append(append([]name.Reference{}, p.refs...), out.refs...)
@@ -205,18 +204,6 @@ func (bo *buildOptions) plan(contextDir string, stdin io.Reader, getenv func(str
 		return nil, err
 	}
 	return p, nil
-}
-
-func dedupeRefs(refs []name.Reference) []name.Reference {
-	seen := map[string]bool{}
-	var out []name.Reference
-	for _, r := range refs {
-		if !seen[r.Name()] {
-			seen[r.Name()] = true
-			out = append(out, r)
-		}
-	}
-	return out
 }
 
 // parseOutput parses a buildx-style --output value.
@@ -314,36 +301,25 @@ func runBuild(cmd *cobra.Command, ro *rootOptions, bo *buildOptions, contextDir 
 		return err
 	}
 
+	po := publish.Options{
+		Push:          p.push,
+		Registry:      regOpts,
+		Names:         p.refs,
+		IIDFile:       bo.iidFile,
+		MetadataFile:  bo.metadataFile,
+		DigestFiles:   bo.digests.DigestFiles,
+		BuilderOutput: bo.builderOutput,
+		Stdout:        cmd.OutOrStdout(),
+	}
+	// Base image layers are mounted from where they were pulled.
+	po.Registry.BlobSources = res.BlobSources
 	toStdout := false
 	for _, o := range p.outputs {
-		if o.dest == "-" {
-			toStdout = true
-		}
-		if err := writeOutput(cmd.OutOrStdout(), o, res.Image); err != nil {
-			return err
-		}
+		toStdout = toStdout || o.dest == "-"
+		po.Outputs = append(po.Outputs, publish.Output{Type: o.typ, Dest: o.dest, Refs: o.refs})
 	}
-	if len(p.push) > 0 {
-		// Base image layers are mounted from where they were pulled.
-		regOpts.BlobSources = res.BlobSources
-		pusher, err := registry.NewPusher(regOpts)
-		if err != nil {
-			return err
-		}
-		if _, err := pusher.Push(ctx, res.Image, p.push); err != nil {
-			return err
-		}
-	}
-	if err := writeResultFiles(bo, p, res); err != nil {
+	if _, err := publish.Publish(ctx, res.Image, po); err != nil {
 		return err
-	}
-	if err := bo.digests.write(ctx, dedupeRefs(append(append([]name.Reference{}, p.refs...), p.push...)), res.Digest.String()); err != nil {
-		return err
-	}
-	if bo.builderOutput != "" && len(p.push) > 0 {
-		if err := writeBuilderOutput(bo.builderOutput, p.push, res.Digest.String()); err != nil {
-			return fmt.Errorf("BUILDER_OUTPUT: %w", err)
-		}
 	}
 	if !toStdout {
 		fmt.Fprintln(cmd.OutOrStdout(), res.Digest)
@@ -351,87 +327,11 @@ func runBuild(cmd *cobra.Command, ro *rootOptions, bo *buildOptions, contextDir 
 	return nil
 }
 
-// writeBuilderOutput writes DIR/images as kaniko does for Cloud Build: one
-// JSON object per pushed reference.
-func writeBuilderOutput(dir string, refs []name.Reference, digest string) error {
-	var b []byte
-	for _, r := range refs {
-		line, err := json.Marshal(map[string]string{"name": r.Name(), "digest": digest})
-		if err != nil {
-			return err
-		}
-		b = append(append(b, line...), '\n')
-	}
-	return writeFileAtomic(filepath.Join(dir, "images"), b)
-}
+// digestFlags are kaniko's digest file flags.
+type digestFlags struct{ publish.DigestFiles }
 
-func writeOutput(stdout io.Writer, o output, img v1.Image) error {
-	var err error
-	switch o.typ {
-	case "oci":
-		err = registry.WriteOCILayout(o.dest, img, o.refs)
-	case "tar":
-		if o.dest == "-" {
-			err = registry.WriteOCITarballTo(stdout, img, o.refs)
-		} else {
-			err = registry.WriteOCITarball(o.dest, img, o.refs)
-		}
-	case "docker":
-		if o.dest == "-" {
-			err = registry.WriteDockerTarballTo(stdout, img, o.refs)
-		} else {
-			err = registry.WriteDockerTarball(o.dest, img, o.refs)
-		}
-	}
-	if err != nil {
-		return fmt.Errorf("writing %s output %s: %w", o.typ, o.dest, err)
-	}
-	return nil
-}
-
-// writeResultFiles writes --iidfile and --metadata-file the way buildx does.
-func writeResultFiles(bo *buildOptions, p *buildPlan, res *builder.Result) error {
-	if bo.iidFile != "" {
-		if err := writeFileAtomic(bo.iidFile, []byte(res.ConfigDigest.String())); err != nil {
-			return fmt.Errorf("--iidfile: %w", err)
-		}
-	}
-	if bo.metadataFile == "" {
-		return nil
-	}
-	mt, _ := res.Image.MediaType()
-	size, _ := res.Image.Size()
-	md := map[string]any{
-		"containerimage.digest":        res.Digest.String(),
-		"containerimage.config.digest": res.ConfigDigest.String(),
-		"containerimage.descriptor": map[string]any{
-			"mediaType": mt,
-			"digest":    res.Digest.String(),
-			"size":      size,
-		},
-	}
-	var names []string
-	for _, r := range p.refs {
-		names = append(names, r.Name())
-	}
-	if len(names) > 0 {
-		md["image.name"] = strings.Join(names, ",")
-	}
-	b, err := json.MarshalIndent(md, "", "  ")
-	if err != nil {
-		return err
-	}
-	if err := writeFileAtomic(bo.metadataFile, append(b, '\n')); err != nil {
-		return fmt.Errorf("--metadata-file: %w", err)
-	}
-	return nil
-}
-
-// writeFileAtomic writes data to path, making its directory, so a reader
-// never sees a half-written file.
-func writeFileAtomic(path string, data []byte) error {
-	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-		return err
-	}
-	return atomicfile.WriteFile(path, data, 0o644)
+func (d *digestFlags) addFlags(f *pflag.FlagSet) {
+	f.StringVar(&d.Digest, "digest-file", "", `write the image digest ("sha256:...", no newline) to this file or https:// URL (PUT)`)
+	f.StringVar(&d.NameDigest, "image-name-with-digest-file", "", `write "REPOSITORY@DIGEST", one line per tag, to this file or https:// URL (PUT)`)
+	f.StringVar(&d.NameTagDigest, "image-name-tag-with-digest-file", "", `write "REPOSITORY:TAG@DIGEST", one line per tag, to this file or https:// URL (PUT)`)
 }

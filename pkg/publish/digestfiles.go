@@ -1,4 +1,4 @@
-package cmd
+package publish
 
 import (
 	"bytes"
@@ -13,42 +13,27 @@ import (
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/name"
-	"github.com/spf13/pflag"
 )
-
-// digestFiles are kaniko's output files, with kaniko's names and formats,
-// so that a kaniko Job's consumers keep working.
-type digestFiles struct {
-	digest        string
-	nameDigest    string
-	nameTagDigest string
-}
-
-func (d *digestFiles) addFlags(f *pflag.FlagSet) {
-	f.StringVar(&d.digest, "digest-file", "", `write the image digest ("sha256:...", no newline) to this file or https:// URL (PUT)`)
-	f.StringVar(&d.nameDigest, "image-name-with-digest-file", "", `write "REPOSITORY@DIGEST", one line per tag, to this file or https:// URL (PUT)`)
-	f.StringVar(&d.nameTagDigest, "image-name-tag-with-digest-file", "", `write "REPOSITORY:TAG@DIGEST", one line per tag, to this file or https:// URL (PUT)`)
-}
 
 // write writes the files asked for. refs are the image's destinations, in
 // order; REPOSITORY is go-containerregistry's fully qualified name
 // (index.docker.io/library/app), as kaniko writes it.
-func (d *digestFiles) write(ctx context.Context, refs []name.Reference, digest string) error {
-	if d.digest != "" {
-		if err := putFile(ctx, d.digest, []byte(digest)); err != nil {
-			return fmt.Errorf("--digest-file: %w", err)
+func (d DigestFiles) write(ctx context.Context, put putter, refs []name.Reference, digest string) error {
+	if d.Digest != "" {
+		if err := put.file(ctx, d.Digest, []byte(digest)); err != nil {
+			return fmt.Errorf("digest file: %w", err)
 		}
 	}
-	if d.nameDigest != "" {
+	if d.NameDigest != "" {
 		var b bytes.Buffer
 		for _, r := range refs {
 			fmt.Fprintf(&b, "%s@%s\n", r.Context().Name(), digest)
 		}
-		if err := putFile(ctx, d.nameDigest, b.Bytes()); err != nil {
-			return fmt.Errorf("--image-name-with-digest-file: %w", err)
+		if err := put.file(ctx, d.NameDigest, b.Bytes()); err != nil {
+			return fmt.Errorf("image-name-with-digest file: %w", err)
 		}
 	}
-	if d.nameTagDigest != "" {
+	if d.NameTagDigest != "" {
 		var b bytes.Buffer
 		for _, r := range refs {
 			if t, ok := r.(name.Tag); ok {
@@ -57,20 +42,21 @@ func (d *digestFiles) write(ctx context.Context, refs []name.Reference, digest s
 				fmt.Fprintf(&b, "%s@%s\n", r.Context().Name(), digest)
 			}
 		}
-		if err := putFile(ctx, d.nameTagDigest, b.Bytes()); err != nil {
-			return fmt.Errorf("--image-name-tag-with-digest-file: %w", err)
+		if err := put.file(ctx, d.NameTagDigest, b.Bytes()); err != nil {
+			return fmt.Errorf("image-name-tag-with-digest file: %w", err)
 		}
 	}
 	return nil
 }
 
-// putClient sends the https:// PUTs; tests replace it.
-var putClient = http.DefaultClient
+// putter writes the digest files; client sends the https:// PUTs (nil:
+// http.DefaultClient).
+type putter struct{ client *http.Client }
 
-// putFile writes data to path, or PUTs it as text/plain when path is an
+// file writes data to path, or PUTs it as text/plain when path is an
 // https:// URL (a pre-signed bucket URL, as kaniko allows). Local parent
 // directories are created 0700 and the file 0644, as kaniko does.
-func putFile(ctx context.Context, path string, data []byte) error {
+func (p putter) file(ctx context.Context, path string, data []byte) error {
 	if strings.HasPrefix(path, "https://") {
 		ctx, cancel := context.WithTimeout(ctx, time.Minute)
 		defer cancel()
@@ -79,7 +65,11 @@ func putFile(ctx context.Context, path string, data []byte) error {
 			return err
 		}
 		req.Header.Set("Content-Type", "text/plain")
-		resp, err := putClient.Do(req)
+		client := p.client
+		if client == nil {
+			client = http.DefaultClient
+		}
+		resp, err := client.Do(req)
 		if err != nil {
 			// The URL may carry a signature: name only its host.
 			var ue *url.Error

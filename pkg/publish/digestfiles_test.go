@@ -1,4 +1,4 @@
-package cmd
+package publish
 
 import (
 	"io"
@@ -28,20 +28,20 @@ func TestDigestFilesKanikoFormat(t *testing.T) {
 		}
 		refs = append(refs, r)
 	}
-	d := digestFiles{
-		digest:        filepath.Join(dir, "new", "digest"),
-		nameDigest:    filepath.Join(dir, "name-digest"),
-		nameTagDigest: filepath.Join(dir, "name-tag-digest"),
+	d := DigestFiles{
+		Digest:        filepath.Join(dir, "new", "digest"),
+		NameDigest:    filepath.Join(dir, "name-digest"),
+		NameTagDigest: filepath.Join(dir, "name-tag-digest"),
 	}
-	if err := d.write(t.Context(), refs, testDigest); err != nil {
+	if err := d.write(t.Context(), putter{}, refs, testDigest); err != nil {
 		t.Fatal(err)
 	}
 	want := map[string]string{
-		d.digest: testDigest,
-		d.nameDigest: "index.docker.io/library/alpine@" + testDigest + "\n" +
+		d.Digest: testDigest,
+		d.NameDigest: "index.docker.io/library/alpine@" + testDigest + "\n" +
 			"registry.example.com:5000/team/app@" + testDigest + "\n" +
 			"ghcr.io/o/r@" + testDigest + "\n",
-		d.nameTagDigest: "index.docker.io/library/alpine:3@" + testDigest + "\n" +
+		d.NameTagDigest: "index.docker.io/library/alpine:3@" + testDigest + "\n" +
 			"registry.example.com:5000/team/app:v1@" + testDigest + "\n" +
 			"ghcr.io/o/r@" + testDigest + "\n",
 	}
@@ -58,7 +58,7 @@ func TestDigestFilesKanikoFormat(t *testing.T) {
 			t.Errorf("%s has mode %v, want 0644", path, fi.Mode().Perm())
 		}
 	}
-	if fi, _ := os.Stat(filepath.Dir(d.digest)); fi.Mode().Perm() != 0o700 {
+	if fi, _ := os.Stat(filepath.Dir(d.Digest)); fi.Mode().Perm() != 0o700 {
 		t.Errorf("created parent dir has mode %v, want 0700", fi.Mode().Perm())
 	}
 }
@@ -76,19 +76,17 @@ func TestDigestFileHTTPSPut(t *testing.T) {
 		}
 	}))
 	defer srv.Close()
-	old := putClient
-	putClient = srv.Client()
-	defer func() { putClient = old }()
+	put := putter{client: srv.Client()}
 
-	d := digestFiles{digest: srv.URL + "/bucket/digest?X-Amz-Signature=secret"}
-	if err := d.write(t.Context(), nil, testDigest); err != nil {
+	d := DigestFiles{Digest: srv.URL + "/bucket/digest?X-Amz-Signature=secret"}
+	if err := d.write(t.Context(), put, nil, testDigest); err != nil {
 		t.Fatal(err)
 	}
 	if method != http.MethodPut || ctype != "text/plain" || got != testDigest {
 		t.Errorf("got %s %q with Content-Type %q", method, got, ctype)
 	}
-	d = digestFiles{digest: srv.URL + "/bucket/digest?deny&X-Amz-Signature=secret"}
-	err := d.write(t.Context(), nil, testDigest)
+	d = DigestFiles{Digest: srv.URL + "/bucket/digest?deny&X-Amz-Signature=secret"}
+	err := d.write(t.Context(), put, nil, testDigest)
 	if err == nil || !strings.Contains(err.Error(), "403") || strings.Contains(err.Error(), "secret") {
 		t.Errorf("refused PUT: got error %v, want a 403 that does not show the URL's signature", err)
 	}
