@@ -17,6 +17,8 @@ func main() {
 	// Run as BuildKit's runc in a single-ID user namespace: fix the bundle
 	// and become runc.
 	builder.RuncShimMain()
+	// Run as a build's watchdog: stop its RUN steps when it is killed.
+	builder.WatchdogMain()
 	// In the child of a rootless re-exec, wait for the ID maps first.
 	builder.UserNamespaceChildInit()
 	args := os.Args[1:]

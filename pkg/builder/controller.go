@@ -57,6 +57,8 @@ type embedded struct {
 	sources *blobSources
 	// snapshotters are closed last, after everything that uses them.
 	snapshotters []snapshots.Snapshotter
+	// watchdog stops the RUN containers if this process is killed.
+	watchdog *watchdog
 }
 
 // startEmbedded wires a controller the way cmd/buildkitd's newController and
@@ -182,7 +184,11 @@ func startEmbedded(ctx context.Context, o *options) (*embedded, error) {
 		ctrl.Close()
 		return nil, fmt.Errorf("connecting to embedded BuildKit: %w", err)
 	}
-	return &embedded{ctrl: ctrl, server: server, listener: lis, client: c, snapshotter: snName, gcPolicy: policy, worker: w, sources: sources, snapshotters: created}, nil
+	var dog *watchdog
+	if we, ok := wopt.Executor.(*watchedExecutor); ok {
+		dog = we.dog
+	}
+	return &embedded{ctrl: ctrl, server: server, listener: lis, client: c, snapshotter: snName, gcPolicy: policy, worker: w, sources: sources, snapshotters: created, watchdog: dog}, nil
 }
 
 // maxMsgSize matches containerd's defaults, which buildkitd uses too.
@@ -194,6 +200,9 @@ func (e *embedded) close() error {
 	errs := []error{e.ctrl.Close()}
 	for _, sn := range e.snapshotters {
 		errs = append(errs, sn.Close())
+	}
+	if e.watchdog != nil {
+		e.watchdog.stop()
 	}
 	return errors.Join(errs...)
 }

@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"os/user"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"syscall"
@@ -28,6 +29,10 @@ import (
 // fd 3 until the parent has written its ID maps (newuidmap/newgidmap need the
 // child's pid, so they can only run after it exists).
 const usernsEnv = "_IMGBUILD_USERNS_CHILD"
+
+// usernsParentEnv is the parent's pid: a child whose parent is killed is
+// killed too (see dieWithParent).
+const usernsParentEnv = "_IMGBUILD_USERNS_PARENT"
 
 // NeedsUserNamespace reports whether this process must enter a user
 // namespace before it can build: it is not root, or it is root without
@@ -64,7 +69,12 @@ func InUserNamespace() bool { return userns.RunningInUserNS() }
 // re-executed by [RunInUserNamespace], it waits until the ID maps are
 // written. Elsewhere it does nothing.
 func UserNamespaceChildInit() {
-	if os.Getenv(usernsEnv) != "1" {
+	switch os.Getenv(usernsEnv) {
+	case "1":
+	case "2":
+		dieWithParent()
+		return
+	default:
 		return
 	}
 	sync := os.NewFile(3, "userns-sync")
@@ -90,6 +100,22 @@ func UserNamespaceChildInit() {
 	os.Exit(1)
 }
 
+// dieWithParent makes the kernel SIGKILL this process, the build in the user
+// namespace, when its parent (the imgbuild the user or CI runner started) is
+// killed, as if the signal had reached it: its watchdog then stops its RUN
+// steps. It is set here, after the last exec, which clears a parent-death
+// signal set before because it gains capabilities.
+func dieWithParent() {
+	if err := unix.Prctl(unix.PR_SET_PDEATHSIG, uintptr(unix.SIGKILL), 0, 0, 0); err != nil {
+		fmt.Fprintf(os.Stderr, "ERROR: setting the parent-death signal: %v\n", err)
+		os.Exit(1)
+	}
+	// The parent may have died before the prctl.
+	if p, err := strconv.Atoi(os.Getenv(usernsParentEnv)); err == nil && os.Getppid() != p {
+		os.Exit(1)
+	}
+}
+
 // idMap is one line of a uid_map or gid_map.
 type idMap struct{ inside, outside, size int }
 
@@ -110,13 +136,17 @@ func RunInUserNamespace(ctx context.Context, args []string, env []string, warn f
 	if err != nil {
 		return 1, err
 	}
+	// The child's parent-death signal (see dieWithParent) fires when the
+	// thread that started it exits, not only the process.
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
 	r, w, err := os.Pipe()
 	if err != nil {
 		return 1, err
 	}
 	cmd := exec.CommandContext(ctx, self, args...)
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
-	cmd.Env = append(env, usernsEnv+"=1")
+	cmd.Env = append(env, usernsEnv+"=1", usernsParentEnv+"="+strconv.Itoa(os.Getpid()))
 	cmd.ExtraFiles = []*os.File{r}
 	cmd.SysProcAttr = &syscall.SysProcAttr{Cloneflags: syscall.CLONE_NEWUSER | syscall.CLONE_NEWNS}
 	switch {

@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -234,4 +235,171 @@ func assertNoContainerState(t *testing.T, ids []string) {
 		}
 	}
 	t.Logf("%d interrupted containers cleaned up", len(ids))
+}
+
+// orphanGrace is how long after a SIGKILL of imgbuild the processes of its
+// RUN steps may still run: a CI runner that cancels a job must not keep them.
+const orphanGrace = 5 * time.Second
+
+// longStep returns a Dockerfile RUN step that runs for a while, and the
+// unique argument by which its processes (the shell and sleep) are found.
+func longStep(secs int) (run, marker string) {
+	marker = fmt.Sprintf("%d.%06d", secs, rand.IntN(1_000_000))
+	return fmt.Sprintf("RUN sleep %s; echo slept\n", marker), marker
+}
+
+// processesWith lists the processes whose command line contains any of
+// needles, as "pid: command line".
+func processesWith(needles ...string) []string {
+	procs, _ := filepath.Glob("/proc/[0-9]*/cmdline")
+	var out []string
+	for _, p := range procs {
+		b, err := os.ReadFile(p)
+		if err != nil || len(b) == 0 {
+			continue
+		}
+		for _, n := range needles {
+			if bytes.Contains(b, []byte(n)) {
+				out = append(out, fmt.Sprintf("%s: %s", filepath.Base(filepath.Dir(p)), bytes.ReplaceAll(bytes.TrimRight(b, "\x00"), []byte{0}, []byte{' '})))
+				break
+			}
+		}
+	}
+	return out
+}
+
+// waitForProcess waits until a process whose command line contains marker
+// runs: the RUN step has started.
+func waitForProcess(t *testing.T, marker string, timeout time.Duration, log fmt.Stringer) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for len(processesWith(marker)) == 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("the step with %q did not start within %v:\n%s", marker, timeout, log)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// assertProcessesGone fails unless, within orphanGrace of killed, no
+// process's command line contains any of needles.
+func assertProcessesGone(t *testing.T, killed time.Time, what string, needles ...string) {
+	t.Helper()
+	deadline := killed.Add(orphanGrace)
+	for {
+		left := processesWith(needles...)
+		if len(left) == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Errorf("%s: %d processes still run %v after the SIGKILL:\n%s", what, len(left), orphanGrace, strings.Join(left, "\n"))
+			return
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// logBuffer collects a running process's output for a test to read.
+type logBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *logBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *logBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// startImgbuild starts the imgbuild binary with args, its stderr collected.
+func startImgbuild(t *testing.T, args ...string) (*exec.Cmd, *logBuffer) {
+	t.Helper()
+	cmd := exec.Command(binary, args...)
+	stderr := &logBuffer{}
+	cmd.Stderr = stderr
+	// Wait must not wait for processes left holding stderr.
+	cmd.WaitDelay = time.Second
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+	})
+	return cmd, stderr
+}
+
+// killNine SIGKILLs cmd, reaps it and returns when it was killed.
+func killNine(t *testing.T, cmd *exec.Cmd) time.Time {
+	t.Helper()
+	killed := time.Now()
+	if err := cmd.Process.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	_ = cmd.Wait()
+	return killed
+}
+
+// TestCacheKillNineStopsRun SIGKILLs imgbuild while a RUN step sleeps: within
+// orphanGrace neither the step's processes nor runc run any more, though no
+// other imgbuild starts on the state dir.
+func TestCacheKillNineStopsRun(t *testing.T) {
+	e := setup(t)
+	root := t.TempDir()
+	run, marker := longStep(30)
+	dir := writeContext(t, map[string]string{"Dockerfile": "ARG BASE\nFROM ${BASE}\n" + run})
+	cmd, stderr := startImgbuild(t, "build", "--root", root, "--runc", e.runc, "--progress", "plain",
+		"--build-arg", "BASE="+e.base, dir)
+	waitForProcess(t, marker, time.Minute, stderr)
+	killed := killNine(t, cmd)
+	assertProcessesGone(t, killed, "root build", marker, root)
+
+	// The next build cleans the mounts the killed one left.
+	clean := writeContext(t, map[string]string{"Dockerfile": "ARG BASE\nFROM ${BASE}\nRUN echo clean\n"})
+	if r := e.build(t, root, clean); r.code != 0 {
+		t.Fatalf("build after the kill failed:\n%s", r.stderr)
+	}
+	assertNothingLeft(t, e, root)
+}
+
+// TestCacheKillNineSharedStopsRun SIGKILLs a build that joined another's
+// state dir while its RUN step sleeps in the owner's process, then the owner
+// while its own step sleeps: each time, the killed build's processes are gone
+// within orphanGrace.
+func TestCacheKillNineSharedStopsRun(t *testing.T) {
+	e := setup(t)
+	root := t.TempDir()
+	ownerRun, ownerMarker := longStep(40)
+	joinRun, joinMarker := longStep(30)
+	ownerDir := writeContext(t, map[string]string{"Dockerfile": "ARG BASE\nFROM ${BASE}\n" + ownerRun})
+	joinDir := writeContext(t, map[string]string{"Dockerfile": "ARG BASE\nFROM ${BASE}\n" + joinRun})
+	args := []string{"build", "--root", root, "--runc", e.runc, "--progress", "plain", "--build-arg", "BASE=" + e.base}
+	owner, ownerLog := startImgbuild(t, append(args, ownerDir)...)
+	waitForProcess(t, ownerMarker, time.Minute, ownerLog)
+	joiner, joinLog := startImgbuild(t, append(args, joinDir)...)
+	waitForProcess(t, joinMarker, time.Minute, joinLog)
+	if !strings.Contains(joinLog.String(), "sharing state dir") {
+		t.Fatalf("the second build did not join the first:\n%s", joinLog)
+	}
+
+	killed := killNine(t, joiner)
+	assertProcessesGone(t, killed, "joined build", joinMarker)
+	if len(processesWith(ownerMarker)) == 0 {
+		t.Fatalf("the owner's step stopped with the joined build:\n%s", ownerLog)
+	}
+
+	killed = killNine(t, owner)
+	assertProcessesGone(t, killed, "owner build", ownerMarker, root)
+
+	clean := writeContext(t, map[string]string{"Dockerfile": "ARG BASE\nFROM ${BASE}\nRUN echo clean\n"})
+	if r := e.build(t, root, clean); r.code != 0 {
+		t.Fatalf("build after the kills failed:\n%s", r.stderr)
+	}
+	assertNothingLeft(t, e, root)
 }

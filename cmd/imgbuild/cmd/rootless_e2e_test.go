@@ -12,6 +12,7 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
 
@@ -45,21 +46,9 @@ func rootlessUser(t *testing.T) (uid, gid int) {
 // rootless pod's process would be.
 func (e e2e) runAs(t *testing.T, uid, gid int, home string, args ...string) result {
 	t.Helper()
-	// The test binary's directory is private to root; give the user a copy.
-	bin := filepath.Join(home, "imgbuild")
-	data, err := os.ReadFile(binary)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(bin, data, 0o755); err != nil {
-		t.Fatal(err)
-	}
 	var out, errb bytes.Buffer
-	cmd := exec.CommandContext(t.Context(), bin, args...)
-	cmd.Dir = home
-	cmd.Env = []string{"HOME=" + home, "PATH=/usr/sbin:/usr/bin:/sbin:/bin", "USER=builder"}
+	cmd := commandAs(t, uid, gid, home, args...)
 	cmd.Stdout, cmd.Stderr = &out, &errb
-	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid), Groups: []uint32{}}}
 	code := 0
 	if err := cmd.Run(); err != nil {
 		var ee *exec.ExitError
@@ -70,6 +59,26 @@ func (e e2e) runAs(t *testing.T, uid, gid int, home string, args ...string) resu
 	}
 	t.Logf("as %d: imgbuild %s\n--- exit %d, stderr:\n%s", uid, strings.Join(args, " "), code, errb.String())
 	return result{stdout: out.String(), stderr: errb.String(), code: code}
+}
+
+// commandAs is the imgbuild binary as uid:gid, with no capabilities, as a
+// rootless pod's process would be.
+func commandAs(t *testing.T, uid, gid int, home string, args ...string) *exec.Cmd {
+	t.Helper()
+	// The test binary's directory is private to root; give the user a copy.
+	bin := filepath.Join(home, "imgbuild")
+	data, err := os.ReadFile(binary)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(bin, data, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.CommandContext(t.Context(), bin, args...)
+	cmd.Dir = home
+	cmd.Env = []string{"HOME=" + home, "PATH=/usr/sbin:/usr/bin:/sbin:/bin", "USER=builder"}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid), Groups: []uint32{}}}
+	return cmd
 }
 
 // userHome makes a directory owned by uid for the state dir and context.
@@ -231,4 +240,34 @@ func TestRootlessDuPruneKeepCache(t *testing.T) {
 			t.Errorf("step %q was not cached after du and prune:\n%s", step, r.stderr)
 		}
 	}
+}
+
+// TestRootlessKillNineStopsRun SIGKILLs a rootless imgbuild while a RUN step
+// sleeps: the build in the user namespace dies with it, and within
+// orphanGrace neither it nor the step's processes run any more.
+func TestRootlessKillNineStopsRun(t *testing.T) {
+	e := setup(t)
+	uid, gid := rootlessUser(t)
+	home := userHome(t, uid, gid)
+	ctx := filepath.Join(home, "ctx")
+	os.Mkdir(ctx, 0o755)
+	run, marker := longStep(30)
+	os.WriteFile(filepath.Join(ctx, "Dockerfile"), []byte("ARG BASE\nFROM ${BASE}\n"+run), 0o644)
+	root := filepath.Join(home, "state")
+	cmd := commandAs(t, uid, gid, home, "build", "--root", root, "--runc", e.runc, "--progress", "plain",
+		"--build-arg", "BASE="+e.base, ctx)
+	stderr := &logBuffer{}
+	cmd.Stderr = stderr
+	// Wait must not wait for processes left holding stderr.
+	cmd.WaitDelay = time.Second
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+	})
+	waitForProcess(t, marker, 2*time.Minute, stderr)
+	killed := killNine(t, cmd)
+	assertProcessesGone(t, killed, "rootless build", marker, root)
 }
