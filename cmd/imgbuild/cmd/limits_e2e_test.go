@@ -130,6 +130,14 @@ func TestHostileBaseImages(t *testing.T) {
 		absent: "big3",
 		again:  true,
 	}, {
+		// The native snapshotter's mounts are a plain copy of the parent.
+		name:   "image total native",
+		base:   func() string { return hostileBase(t, e, "total", big, nil) },
+		flags:  []string{"--snapshotter", "native", "--max-layer-size", "10MB", "--max-image-size", "20MB"},
+		want:   []string{"layer " + layerDigest(t, big[2]), "image size limit of 20MiB", "--max-image-size"},
+		absent: "big3",
+		again:  true,
+	}, {
 		name: "huge manifest",
 		base: func() string {
 			return hostileBase(t, e, "manifest", nil, func(img v1.Image) v1.Image {
