@@ -352,6 +352,7 @@ func (b *Builder) Build(ctx context.Context, req Request) (*Result, error) {
 		if ctx.Err() != nil {
 			return nil, fmt.Errorf("build canceled: %w", context.Cause(ctx))
 		}
+		b.collectAfterDiskFull(ctx, solveErr)
 		return nil, buildError(solveErr, dfName)
 	}
 

@@ -99,7 +99,7 @@ func startEmbedded(ctx context.Context, o *options) (*embedded, error) {
 		}
 		return sn, err
 	}
-	wopt, err := newWorkerOpt(o.root, snFactory, InUserNamespace(), o.runc)
+	wopt, err := newWorkerOpt(o.root, snFactory, InUserNamespace(), o.runc, o.limits.resolved())
 	if err != nil {
 		return nil, fmt.Errorf("creating runc worker: %w", err)
 	}

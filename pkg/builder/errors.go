@@ -16,6 +16,10 @@ import (
 // the context, whose cache-key and ref-ID wording means nothing to a user.
 var missingSource = regexp.MustCompile(`failed to calculate checksum of ref [^ ]+: "([^"]*)": not found`)
 
+// limitText matches a [limitError]'s text, which reaches buildError as a
+// string through BuildKit's gRPC.
+var limitText = regexp.MustCompile(`, over the (layer size|image size|manifest size|config size|layer count) limit of `)
+
 // BuildError is a failed build, in terms a user can act on: the message,
 // the Dockerfile lines at fault and, for a failed RUN, its exit code.
 type BuildError struct {
@@ -25,7 +29,10 @@ type BuildError struct {
 	Snippet string
 	// ExitCode is the failed RUN step's exit code; 0 when no RUN failed.
 	ExitCode int
-	err      error
+	// Limit names the limit (see [WithLimits]) a pulled image exceeded;
+	// empty when none did.
+	Limit LimitKind
+	err   error
 }
 
 func (e *BuildError) Error() string {
@@ -60,6 +67,9 @@ func buildError(err error, dockerfile string) error {
 			msg = fmt.Sprintf("%s:%d: %s", s.Info.Filename, s.Ranges[0].Start.Line, msg)
 		}
 		_ = s.Print(&snippet)
+	}
+	if m := limitText.FindStringSubmatch(msg); m != nil {
+		be.Limit = LimitKind(m[1])
 	}
 	be.Message = msg
 	be.Snippet = snippet.String()

@@ -4,9 +4,12 @@ package builder
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
+	"syscall"
 	"time"
 
 	bkclient "github.com/moby/buildkit/client"
@@ -123,6 +126,39 @@ func (b *Builder) collectGarbage(ctx context.Context) error {
 		return err
 	}
 	return nil
+}
+
+// collectAfterDiskFull removes what a failed build left in the state dir
+// (the failed step's half-written snapshot, released but not yet collected)
+// when the state dir's disk is full, so that the disk is not left full
+// until the next collection, which a process that exits now never reaches
+// and the next one may skip (see collectGarbage). A failed RUN reports only
+// its exit code, so the disk's free space says it, as well as the error.
+// Only the process that owns the state dir collects.
+func (b *Builder) collectAfterDiskFull(ctx context.Context, buildErr error) {
+	if b.joined || b.bk.worker == nil || !diskFull(b.opts.root, buildErr) {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), gcTimeout)
+	defer cancel()
+	if err := b.bk.worker.GarbageCollect(ctx); err != nil {
+		b.opts.log.WithError(err).Warn("removing the failed build's snapshots from the full disk")
+		return
+	}
+	b.touchCollected()
+}
+
+// diskFull reports whether err is ENOSPC or root's file system has less
+// than a fiftieth of its space free.
+func diskFull(root string, err error) bool {
+	if errors.Is(err, syscall.ENOSPC) || strings.Contains(err.Error(), syscall.ENOSPC.Error()) {
+		return true
+	}
+	var st syscall.Statfs_t
+	if syscall.Statfs(root, &st) != nil {
+		return false
+	}
+	return st.Bavail < st.Blocks/50
 }
 
 // gcStamp is touched after each collection.

@@ -1,6 +1,7 @@
 package builder
 
 import (
+	"math"
 	"net"
 	"net/http"
 	"sync"
@@ -40,6 +41,15 @@ func registryHosts(o *options, sources *blobSources) docker.RegistryHosts {
 		rc.Insecure, rc.PlainHTTP = &yes, &yes
 		cfg[canonicalHost(h)] = rc
 	}
+	limits := o.limits.resolved()
+	// containerd's resolver refuses manifests over its own bound (as "not
+	// found"); a larger --max-manifest-size must hold there too. It is a
+	// process-wide setting, and a process has one builder.
+	if limits.ManifestSize == 0 {
+		docker.MaxManifestSize = math.MaxInt64
+	} else if limits.ManifestSize > docker.MaxManifestSize {
+		docker.MaxManifestSize = limits.ManifestSize
+	}
 	var mu sync.Mutex
 	memo := map[string][]docker.RegistryHost{}
 	return func(host string) ([]docker.RegistryHost, error) {
@@ -73,7 +83,7 @@ func registryHosts(o *options, sources *blobSources) docker.RegistryHosts {
 			hs = hs[:len(hs)-1] // the registry itself comes last
 		}
 		for i := range hs {
-			hs[i].Client = withSourceRecorder(withPullRetry(hs[i].Client), sources)
+			hs[i].Client = withLimits(withSourceRecorder(withPullRetry(hs[i].Client), sources), limits)
 		}
 		memo[host] = hs
 		return hs, nil

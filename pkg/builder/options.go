@@ -26,6 +26,7 @@ type options struct {
 	gc                     cache.GCConfig
 	cacheMountsFrom        string
 	cacheMountsTo          string
+	limits                 Limits
 }
 
 // WithRunc sets the runc binary. The default is the runc next to the running

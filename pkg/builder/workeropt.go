@@ -12,7 +12,6 @@ import (
 	"strconv"
 	"sync"
 
-	"github.com/containerd/containerd/v2/core/diff/apply"
 	ctdmetadata "github.com/containerd/containerd/v2/core/metadata"
 	ctdsnapshot "github.com/containerd/containerd/v2/core/snapshots"
 	"github.com/containerd/containerd/v2/plugins/content/local"
@@ -42,7 +41,7 @@ import (
 // network proxy provider (used only by RUN steps under a network proxy
 // policy) is created on first use: creating it generates a 2048-bit RSA CA
 // key, which was a third of the CPU time of a no-change rebuild.
-func newWorkerOpt(root string, snFactory runc.SnapshotterFactory, rootless bool, binary string) (base.WorkerOpt, error) {
+func newWorkerOpt(root string, snFactory runc.SnapshotterFactory, rootless bool, binary string, limits Limits) (base.WorkerOpt, error) {
 	var opt base.WorkerOpt
 	root = filepath.Join(root, "runc-"+snFactory.Name)
 	if err := os.MkdirAll(root, 0o700); err != nil {
@@ -104,6 +103,14 @@ func newWorkerOpt(root string, snFactory runc.SnapshotterFactory, rootless bool,
 		return opt, err
 	}
 	c := containerdsnapshot.NewContentStore(mdb.ContentStore(), "buildkit")
+	// Layers are unpacked through the limits (see limitApplier); the
+	// snapshotter wrapper keeps the image size limit's running totals.
+	sn := mdb.Snapshotter(snFactory.Name)
+	var sizes *chainSizes
+	if limits.ImageSize > 0 {
+		sizes = newChainSizes(sn, "buildkit")
+		sn = &sizedSnapshotter{Snapshotter: sn, sizes: sizes}
+	}
 	id, err := base.ID(root)
 	if err != nil {
 		return opt, err
@@ -138,9 +145,9 @@ func newWorkerOpt(root string, snFactory runc.SnapshotterFactory, rootless bool,
 		NetworkProviders: np,
 		ProxyProvider:    pp,
 		Executor:         newWatchedExecutor(exe, root, binary),
-		Snapshotter:      containerdsnapshot.NewSnapshotter(snFactory.Name, mdb.Snapshotter(snFactory.Name), "buildkit", nil),
+		Snapshotter:      containerdsnapshot.NewSnapshotter(snFactory.Name, sn, "buildkit", nil),
 		ContentStore:     c,
-		Applier:          winlayers.NewFileSystemApplierWithWindows(c, apply.NewFileSystemApplier(c)),
+		Applier:          winlayers.NewFileSystemApplierWithWindows(c, &limitApplier{cs: c, limits: limits, sizes: sizes}),
 		Differ:           winlayers.NewWalkingDiffWithWindows(c, walking.NewWalkingDiff(c)),
 		Platforms:        []ocispecs.Platform{platforms.Normalize(platforms.DefaultSpec())},
 		LeaseManager:     leaseutil.WithNamespace(ctdmetadata.NewLeaseManager(mdb), "buildkit"),

@@ -38,6 +38,7 @@ type buildOptions struct {
 	reg          registryFlags
 	cache        cacheFlags
 	compression  compressionFlags
+	limits       limitFlags
 	digests      digestFlags
 	// builderOutput is kaniko's BUILDER_OUTPUT directory (Cloud Build):
 	// it gets an "images" file naming each pushed image.
@@ -93,6 +94,7 @@ standard error.`,
 	bo.reg.addFlags(f)
 	bo.cache.addFlags(f)
 	bo.compression.addFlags(f)
+	bo.limits.addFlags(f)
 	bo.digests.addFlags(f)
 	f.StringVar(&bo.runc, "runc", "", "runc binary (default: runc next to imgbuild, else on $PATH)")
 	f.BoolVar(&bo.allowInsecureRunc, "allow-insecure-runc", false, "run RUN steps with a runc that lacks the 2024/2025 container-escape fixes")
@@ -203,6 +205,9 @@ func (bo *buildOptions) plan(contextDir string, stdin io.Reader, getenv func(str
 	if err := bo.compression.apply(&p.req); err != nil {
 		return nil, err
 	}
+	if _, err := bo.limits.limits(); err != nil {
+		return nil, err
+	}
 	return p, nil
 }
 
@@ -289,6 +294,11 @@ func runBuild(cmd *cobra.Command, ro *rootOptions, bo *buildOptions, contextDir 
 	}
 	bopts = append(bopts, regBuilderOpts...)
 	bopts = append(bopts, cacheOpts...)
+	limits, err := bo.limits.limits()
+	if err != nil {
+		return err
+	}
+	bopts = append(bopts, builder.WithLimits(limits))
 	b, err := builder.New(ctx, root, bopts...)
 	if err != nil {
 		// executor has no --snapshotter.

@@ -133,6 +133,7 @@ accepted with a warning.`,
 	f.StringVar(&bo.progress, "progress", "plain", "progress output: auto, tty, plain, rawjson or quiet")
 	bo.reg.addFlags(f)
 	bo.cache.addFlags(f)
+	bo.limits.addFlags(f)
 	bo.digests.addFlags(f)
 	return cmd
 }

@@ -99,6 +99,9 @@ func printError(w io.Writer, err error) {
 	msg := err.Error()
 	if be != nil {
 		msg = be.Message
+		if f, ok := limitFlagNames[be.Limit]; ok {
+			msg += " (change it with " + f + ")"
+		}
 	}
 	fmt.Fprintf(w, "ERROR: %s\n", msg)
 }
