@@ -25,14 +25,14 @@ import (
 	"github.com/tonistiigi/fsutil"
 	fscopy "github.com/tonistiigi/fsutil/copy"
 
-	"github.com/imgbuild/imgbuild/pkg/cache"
+	"github.com/imgbuild/imgbuild/pkg/statedir"
 )
 
 // Builder builds Dockerfiles on an embedded BuildKit. It holds the state
 // dir's lock from [New] until [Builder.Close].
 type Builder struct {
 	opts options
-	lock *cache.Lock
+	lock *statedir.Lock
 	bk   *embedded
 	// shared serves bk to other processes on the state dir (nil if not).
 	shared *sharedServer
@@ -42,12 +42,14 @@ type Builder struct {
 	runcVer string
 }
 
-// New opens the state dir root (taking its lock), checks runc and starts the
+// New opens the state dir (taking its lock), checks runc and starts the
 // embedded BuildKit controller. It returns a [*StateMismatchError] when this
-// process would see root's build cache differently from the processes that
-// made it (another snapshotter, or the other side of a user namespace).
-func New(ctx context.Context, root string, opts ...Option) (*Builder, error) {
-	o := options{root: root, log: logrus.StandardLogger()}
+// process would see the state dir's build cache differently from the
+// processes that made it (another snapshotter, or the other side of a user
+// namespace).
+func New(ctx context.Context, dir statedir.Dir, opts ...Option) (*Builder, error) {
+	root := dir.Path()
+	o := options{dir: dir, root: root, log: logrus.StandardLogger()}
 	for _, opt := range opts {
 		if err := opt(&o); err != nil {
 			return nil, err
@@ -77,7 +79,7 @@ func New(ctx context.Context, root string, opts ...Option) (*Builder, error) {
 		}
 	}
 
-	b := &Builder{opts: o, images: filepath.Join(root, "images"), runcVer: ver}
+	b := &Builder{opts: o, images: dir.Images(), runcVer: ver}
 	if err := b.open(ctx); err != nil {
 		return nil, err
 	}
@@ -110,7 +112,7 @@ func (b *Builder) Close() error {
 	err := b.bk.close()
 	if err == nil {
 		// Lets the next owner skip the database check (see recoverState).
-		if merr := cache.MarkClean(b.opts.root); merr != nil {
+		if merr := b.opts.dir.MarkClean(); merr != nil {
 			b.opts.log.WithError(merr).Debug("marking the state dir closed cleanly")
 		}
 	}
@@ -286,7 +288,7 @@ func (b *Builder) Build(ctx context.Context, req Request) (*Result, error) {
 	if err != nil {
 		return nil, fmt.Errorf("opening image store: %w", err)
 	}
-	store := &linkingStore{Store: ls, from: filepath.Join(b.opts.root, "runc-"+b.bk.snapshotter, "content"), to: b.images}
+	store := &linkingStore{Store: ls, from: b.opts.dir.Worker(b.bk.snapshotter).Content(), to: b.images}
 
 	attachables := []session.Attachable{authProvider(b.opts.keychain)}
 	if len(req.Secrets) > 0 {
@@ -364,7 +366,7 @@ func (b *Builder) Build(ctx context.Context, req Request) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := cache.RecordResult(b.opts.root, dgst, b.opts.gc.KeepResults); err != nil {
+	if err := b.opts.dir.RecordResult(dgst, b.opts.gc.KeepResults); err != nil {
 		return nil, err
 	}
 	res := &Result{Image: img, Digest: dgst}

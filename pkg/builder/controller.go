@@ -40,7 +40,7 @@ import (
 	"google.golang.org/grpc/test/bufconn"
 
 	"github.com/imgbuild/imgbuild/internal/atomicfile"
-	"github.com/imgbuild/imgbuild/pkg/cache"
+	"github.com/imgbuild/imgbuild/pkg/statedir"
 )
 
 // embedded is one in-process BuildKit: controller, gRPC server on an
@@ -78,7 +78,7 @@ func startEmbedded(ctx context.Context, o *options) (*embedded, error) {
 	if err := recoverState(ctx, o); err != nil {
 		return nil, err
 	}
-	if err := useTempDir(o.root); err != nil {
+	if err := useTempDir(o.dir); err != nil {
 		return nil, err
 	}
 	sm, err := session.NewManager()
@@ -99,12 +99,12 @@ func startEmbedded(ctx context.Context, o *options) (*embedded, error) {
 		}
 		return sn, err
 	}
-	wopt, err := newWorkerOpt(o.root, snFactory, InUserNamespace(), o.runc, o.limits.resolved())
+	wopt, err := newWorkerOpt(o.dir.Worker(snFactory.Name), snFactory, InUserNamespace(), o.runc, o.limits.resolved())
 	if err != nil {
 		return nil, fmt.Errorf("creating runc worker: %w", err)
 	}
 	wopt.RegistryHosts = hosts
-	policy := gcPolicy(o.root, o.gc)
+	policy := gcPolicy(o.dir, o.gc)
 	wopt.GCPolicy = policy
 	w, err := base.NewWorker(ctx, wopt)
 	if err != nil {
@@ -126,12 +126,12 @@ func startEmbedded(ctx context.Context, o *options) (*embedded, error) {
 		frontends["gateway.v0"] = gw
 	}
 
-	cacheStorage, err := bboltcachestorage.NewStore(filepath.Join(o.root, "cache.db"))
+	cacheStorage, err := bboltcachestorage.NewStore(o.dir.CacheDB())
 	if err != nil {
 		return nil, fmt.Errorf("opening cache database: %w", err)
 	}
 	// Not synced per transaction, like containerdmeta.db (see newWorkerOpt).
-	historyDB, err := boltutil.SafeOpen(filepath.Join(o.root, "history.db"), 0o600, &bolt.Options{
+	historyDB, err := boltutil.SafeOpen(o.dir.HistoryDB(), 0o600, &bolt.Options{
 		NoSync:         true,
 		FreelistType:   bolt.FreelistMapType,
 		NoFreelistSync: true,
@@ -215,7 +215,7 @@ func (e *embedded) close() error {
 func detectSnapshotter(root, recordDir string) string {
 	var key, record string
 	var st syscall.Stat_t
-	if boot, err := cache.BootID(); err == nil && syscall.Stat(root, &st) == nil {
+	if boot, err := statedir.BootID(); err == nil && syscall.Stat(root, &st) == nil {
 		key = fmt.Sprintf("boot=%s dev=%d uid=%d userns=%t\n", boot, st.Dev, os.Geteuid(), InUserNamespace())
 		record = filepath.Join(recordDir, fmt.Sprintf("snapshotter-%d", st.Dev))
 	}

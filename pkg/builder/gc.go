@@ -15,17 +15,17 @@ import (
 	bkclient "github.com/moby/buildkit/client"
 	"golang.org/x/sync/errgroup"
 
-	"github.com/imgbuild/imgbuild/pkg/cache"
+	"github.com/imgbuild/imgbuild/pkg/statedir"
 )
 
 // gcRule is BuildKit's prune rule.
 type gcRule = bkclient.PruneInfo
 
 // WithGC sets the automatic garbage collection run when the builder closes.
-// The default is [cache.GCConfig]'s zero value: the build cache is kept under
-// [cache.DefaultMaxUsed] and the image store under the last
-// [cache.DefaultKeepResults] results.
-func WithGC(c cache.GCConfig) Option {
+// The default is [statedir.GCConfig]'s zero value: the build cache is kept under
+// [statedir.Dir.DefaultMaxUsed] and the image store under the last
+// [statedir.DefaultKeepResults] results.
+func WithGC(c statedir.GCConfig) Option {
 	return func(o *options) error {
 		if c.MaxUsed < 0 || c.KeepResults < 0 {
 			return fmt.Errorf("GC bounds must not be negative")
@@ -38,13 +38,13 @@ func WithGC(c cache.GCConfig) Option {
 // gcPolicy is the worker's GC policy for a state dir at root, shaped like
 // buildkitd's default: cheap-to-recreate records go first, then anything
 // unused for long, then the least recently used until the bound holds.
-func gcPolicy(root string, c cache.GCConfig) []gcRule {
+func gcPolicy(dir statedir.Dir, c statedir.GCConfig) []gcRule {
 	if c.Disabled {
 		return nil
 	}
 	maxUsed := c.MaxUsed
 	if maxUsed == 0 {
-		maxUsed = cache.DefaultMaxUsed(root)
+		maxUsed = dir.DefaultMaxUsed()
 	}
 	return []gcRule{
 		// Local context copies and cache mounts unused for two days once
@@ -122,7 +122,7 @@ func (b *Builder) collectGarbage(ctx context.Context) error {
 	if b.opts.gc.Disabled {
 		return nil
 	}
-	if _, err := cache.PruneImages(b.opts.root, cache.ImagePruneOptions{}); err != nil {
+	if _, err := b.opts.dir.PruneImages(statedir.ImagePruneOptions{}); err != nil {
 		return err
 	}
 	return nil
@@ -207,7 +207,7 @@ func (b *Builder) underBounds(ctx context.Context) bool {
 // Prune removes build cache records and image store results as opts selects,
 // and databases set aside as corrupt, and returns what it removed from the
 // build cache and the bytes it freed outside it.
-func (b *Builder) Prune(ctx context.Context, opts cache.PruneOptions) ([]cache.UsageRecord, int64, error) {
+func (b *Builder) Prune(ctx context.Context, opts statedir.PruneOptions) ([]statedir.UsageRecord, int64, error) {
 	filters := opts.Filters
 	if opts.KeepDuration > 0 {
 		// BuildKit's own keep-duration removes records that were created
@@ -218,7 +218,7 @@ func (b *Builder) Prune(ctx context.Context, opts cache.PruneOptions) ([]cache.U
 			return nil, 0, err
 		}
 	}
-	var removed []cache.UsageRecord
+	var removed []statedir.UsageRecord
 	if filters == nil || len(filters) > 0 {
 		popts := []bkclient.PruneOption{
 			bkclient.WithFilter(filters),
@@ -247,11 +247,11 @@ func (b *Builder) Prune(ctx context.Context, opts cache.PruneOptions) ([]cache.U
 		// owner prunes it when the last one is done.
 		return removed, 0, nil
 	}
-	freed, err := cache.PruneImages(b.opts.root, cache.ImagePruneOptions{All: opts.All, OlderThan: opts.KeepDuration})
+	freed, err := b.opts.dir.PruneImages(statedir.ImagePruneOptions{All: opts.All, OlderThan: opts.KeepDuration})
 	if err != nil {
 		return removed, freed, err
 	}
-	aside, err := cache.RemoveSetAside(b.opts.root)
+	aside, err := b.opts.dir.RemoveSetAside()
 	return removed, freed + aside, err
 }
 
@@ -259,7 +259,7 @@ func (b *Builder) Prune(ctx context.Context, opts cache.PruneOptions) ([]cache.U
 // nor used within opts.KeepDuration, each ANDed with the caller's filters
 // (one filter string is a conjunction; several are a disjunction). An empty,
 // non-nil result means nothing is stale.
-func (b *Builder) staleFilters(ctx context.Context, opts cache.PruneOptions) ([]string, error) {
+func (b *Builder) staleFilters(ctx context.Context, opts statedir.PruneOptions) ([]string, error) {
 	recs, err := b.DiskUsage(ctx)
 	if err != nil {
 		return nil, err
@@ -281,20 +281,20 @@ func (b *Builder) staleFilters(ctx context.Context, opts cache.PruneOptions) ([]
 }
 
 // DiskUsage lists the build cache's records.
-func (b *Builder) DiskUsage(ctx context.Context) ([]cache.UsageRecord, error) {
+func (b *Builder) DiskUsage(ctx context.Context) ([]statedir.UsageRecord, error) {
 	du, err := b.bk.client.DiskUsage(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("reading disk usage: %w", err)
 	}
-	out := make([]cache.UsageRecord, 0, len(du))
+	out := make([]statedir.UsageRecord, 0, len(du))
 	for _, u := range du {
 		out = append(out, usageRecord(u))
 	}
 	return out, nil
 }
 
-func usageRecord(u *bkclient.UsageInfo) cache.UsageRecord {
-	r := cache.UsageRecord{
+func usageRecord(u *bkclient.UsageInfo) statedir.UsageRecord {
+	r := statedir.UsageRecord{
 		ID: u.ID, Type: string(u.RecordType), Description: u.Description, Size: u.Size,
 		InUse: u.InUse, Shared: u.Shared, Mutable: u.Mutable, UsageCount: u.UsageCount, CreatedAt: u.CreatedAt,
 	}
@@ -310,5 +310,5 @@ func usageRecord(u *bkclient.UsageInfo) cache.UsageRecord {
 // finished build's process alive for long.
 const gcTimeout = time.Minute
 
-// Root is the builder's state dir.
-func (b *Builder) Root() string { return b.opts.root }
+// Dir is the builder's state dir.
+func (b *Builder) Dir() statedir.Dir { return b.opts.dir }

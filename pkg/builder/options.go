@@ -4,8 +4,8 @@ import (
 	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/sirupsen/logrus"
 
-	"github.com/imgbuild/imgbuild/pkg/cache"
 	"github.com/imgbuild/imgbuild/pkg/registry"
+	"github.com/imgbuild/imgbuild/pkg/statedir"
 )
 
 // Option configures a [Builder]; it returns an error so that a bad value fails
@@ -13,7 +13,8 @@ import (
 type Option func(*options) error
 
 type options struct {
-	root                   string
+	dir                    statedir.Dir
+	root                   string // dir's path
 	runc                   string
 	allowInsecureRunc      bool
 	snapshotter            string
@@ -23,7 +24,7 @@ type options struct {
 	allowExternalFrontends bool
 	waitForLock            bool
 	log                    logrus.FieldLogger
-	gc                     cache.GCConfig
+	gc                     statedir.GCConfig
 	cacheMountsFrom        string
 	cacheMountsTo          string
 	limits                 Limits

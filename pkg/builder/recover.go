@@ -19,7 +19,7 @@ import (
 
 	"github.com/containerd/containerd/v2/core/mount"
 
-	"github.com/imgbuild/imgbuild/pkg/cache"
+	"github.com/imgbuild/imgbuild/pkg/statedir"
 )
 
 // recoverState makes a state dir usable after a process using it was killed
@@ -32,17 +32,17 @@ import (
 //     state dir without state.json, empty cgroups) is removed, as are the
 //     containers' bundle dirs;
 //   - mounts under root (container rootfs, snapshot mounts) are detached;
-//   - corrupt bbolt databases are set aside (see [cache.RecoverDatabases]),
+//   - corrupt bbolt databases are set aside (see [statedir.Dir.RecoverDatabases]),
 //     unless the last owner closed them cleanly in this boot (see
-//     [cache.MarkClean]).
+//     [statedir.Dir.MarkClean]).
 //
 // Half-written snapshots and content need nothing here: the snapshotter and
 // the content store only commit them by an atomic rename at the end, and
 // BuildKit drops uncommitted ones when it starts.
 func recoverState(ctx context.Context, o *options) error {
 	warn := func(msg string) { o.log.Warn(msg) }
-	clean := cache.TakeClean(o.root)
-	bundles := staleBundles(o.root)
+	clean := o.dir.TakeClean()
+	bundles := staleBundles(o.dir)
 	if len(bundles) > 0 {
 		// A RUN container has a bundle dir under root from before runc
 		// starts it until BuildKit removes the dir after it ends, so
@@ -52,20 +52,20 @@ func recoverState(ctx context.Context, o *options) error {
 	for _, b := range bundles {
 		removeHalfCreated(ctx, o.runc, filepath.Base(b))
 	}
-	if err := cache.UnmountStale(o.root, warn); err != nil {
+	if err := o.dir.UnmountStale(warn); err != nil {
 		return err
 	}
 	for _, b := range bundles {
 		// Only once nothing is mounted in it: a rootfs still mounted
 		// there would be the snapshot's own files.
-		if m, err := cache.StaleMounts(b); err == nil && len(m) == 0 {
+		if m, err := statedir.MountsUnder(b); err == nil && len(m) == 0 {
 			_ = os.RemoveAll(b)
 		}
 	}
 	// What a killed process had mounted in its temp dir was unmounted
 	// above; the dirs go now, unless a mount survived.
-	tmp := filepath.Join(o.root, tempDir)
-	if m, err := cache.StaleMounts(tmp); err == nil && len(m) == 0 {
+	tmp := o.dir.Temp()
+	if m, err := statedir.MountsUnder(tmp); err == nil && len(m) == 0 {
 		_ = os.RemoveAll(tmp)
 	}
 	if clean {
@@ -74,18 +74,15 @@ func recoverState(ctx context.Context, o *options) error {
 		// has nothing to find.
 		return nil
 	}
-	return cache.RecoverDatabases(o.root, warn)
+	return o.dir.RecoverDatabases(warn)
 }
-
-// tempDir is the state dir's temp dir (see useTempDir).
-const tempDir = "tmp"
 
 // useTempDir points the process's temp dir, where BuildKit and containerd
 // mount snapshots for a moment (to read a Dockerfile, to diff layers), into
 // the state dir: a process killed meanwhile leaves those mounts where
 // recoverState finds them, instead of on the host's /tmp for good.
-func useTempDir(root string) error {
-	dir := filepath.Join(root, tempDir)
+func useTempDir(sd statedir.Dir) error {
+	dir := sd.Temp()
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return err
 	}
@@ -98,9 +95,13 @@ func useTempDir(root string) error {
 // staleBundles lists the OCI bundle dirs of RUN containers (one per BuildKit
 // exec ID) that a killed process left in the state dir; BuildKit removes each
 // when its container ends.
-func staleBundles(root string) []string {
+func staleBundles(sd statedir.Dir) []string {
 	var out []string
-	dirs, _ := filepath.Glob(filepath.Join(root, "runc-*", "executor", "*"))
+	var dirs []string
+	for _, w := range sd.Workers() {
+		d, _ := filepath.Glob(filepath.Join(w.Executor(), "*"))
+		dirs = append(dirs, d...)
+	}
 	for _, d := range dirs {
 		if fi, err := os.Lstat(d); err == nil && fi.IsDir() && !strings.Contains(d, ".corrupt-") {
 			out = append(out, d)

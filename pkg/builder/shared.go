@@ -24,11 +24,11 @@ import (
 	"golang.org/x/sys/unix"
 	"google.golang.org/grpc/codes"
 
-	"github.com/imgbuild/imgbuild/pkg/cache"
 	"github.com/imgbuild/imgbuild/pkg/registry"
+	"github.com/imgbuild/imgbuild/pkg/statedir"
 )
 
-// How processes share a state dir (see pkg/cache's package doc for the
+// How processes share a state dir (see pkg/statedir's package doc for the
 // design): the lock holder serves its controller on a unix socket in the
 // state dir; later processes with the same worker settings build through it.
 
@@ -88,7 +88,7 @@ func shareable(o *options) bool {
 
 // acquireOrJoin takes the state dir's lock, or joins the process holding it.
 // Exactly one of the lock and the client is non-nil on success.
-func acquireOrJoin(ctx context.Context, o *options) (*cache.Lock, *bkclient.Client, error) {
+func acquireOrJoin(ctx context.Context, o *options) (*statedir.Lock, *bkclient.Client, error) {
 	// Cache mount import and export work on the owner's records, so such a
 	// build queues for the lock rather than failing on a busy state dir.
 	wait := o.waitForLock || o.cacheMountsFrom != "" || o.cacheMountsTo != ""
@@ -98,11 +98,11 @@ func acquireOrJoin(ctx context.Context, o *options) (*cache.Lock, *bkclient.Clie
 	}
 	waited, misses := false, 0
 	for {
-		lock, err := cache.Acquire(ctx, o.root, cache.LockOptions{})
+		lock, err := o.dir.Lock(ctx, statedir.LockOptions{})
 		if err == nil {
 			return lock, nil, nil
 		}
-		var inUse *cache.InUseError
+		var inUse *statedir.InUseError
 		if !errors.As(err, &inUse) {
 			return nil, nil, err
 		}

@@ -35,15 +35,17 @@ import (
 	ocispecs "github.com/opencontainers/image-spec/specs-go/v1"
 	"github.com/sirupsen/logrus"
 	bolt "go.etcd.io/bbolt"
+
+	"github.com/imgbuild/imgbuild/pkg/statedir"
 )
 
 // newWorkerOpt is runc.NewWorkerOpt for host networking, except that the
 // network proxy provider (used only by RUN steps under a network proxy
 // policy) is created on first use: creating it generates a 2048-bit RSA CA
 // key, which was a third of the CPU time of a no-change rebuild.
-func newWorkerOpt(root string, snFactory runc.SnapshotterFactory, rootless bool, binary string, limits Limits) (base.WorkerOpt, error) {
+func newWorkerOpt(wd statedir.Worker, snFactory runc.SnapshotterFactory, rootless bool, binary string, limits Limits) (base.WorkerOpt, error) {
 	var opt base.WorkerOpt
-	root = filepath.Join(root, "runc-"+snFactory.Name)
+	root := wd.Path()
 	if err := os.MkdirAll(root, 0o700); err != nil {
 		return opt, err
 	}
@@ -66,7 +68,7 @@ func newWorkerOpt(root string, snFactory runc.SnapshotterFactory, rootless bool,
 		return opt, err
 	}
 	exe, err := runcexecutor.New(runcexecutor.Opt{
-		Root:              filepath.Join(root, "executor"),
+		Root:              wd.Executor(),
 		CommandCandidates: cmds,
 		Rootless:          rootless,
 		ProcessMode:       oci.ProcessSandbox,
@@ -90,7 +92,7 @@ func newWorkerOpt(root string, snFactory runc.SnapshotterFactory, rootless bool,
 	// out); Close syncs, and after a crash in an earlier boot the next start
 	// checks the database (see cache.MarkClean). BuildKit opens its solver
 	// cache the same way.
-	db, err := boltutil.Open(filepath.Join(root, "containerdmeta.db"), 0o644, &bolt.Options{
+	db, err := boltutil.Open(wd.ContainerdMeta(), 0o644, &bolt.Options{
 		NoSync:         true,
 		FreelistType:   bolt.FreelistMapType,
 		NoFreelistSync: true,
@@ -119,7 +121,7 @@ func newWorkerOpt(root string, snFactory runc.SnapshotterFactory, rootless bool,
 	if err != nil {
 		hostname = "unknown"
 	}
-	md, err := metadata.NewStore(filepath.Join(root, "metadata_v2.db"))
+	md, err := metadata.NewStore(wd.Metadata())
 	if err != nil {
 		return opt, err
 	}
@@ -152,7 +154,7 @@ func newWorkerOpt(root string, snFactory runc.SnapshotterFactory, rootless bool,
 		Platforms:        []ocispecs.Platform{platforms.Normalize(platforms.DefaultSpec())},
 		LeaseManager:     leaseutil.WithNamespace(ctdmetadata.NewLeaseManager(mdb), "buildkit"),
 		GarbageCollect:   mdb.GarbageCollect,
-		MountPoolRoot:    filepath.Join(root, "cachemounts"),
+		MountPoolRoot:    wd.CacheMounts(),
 		ResourceMonitor:  rm,
 	}, nil
 }

@@ -14,6 +14,7 @@ import (
 	"syscall"
 
 	"github.com/imgbuild/imgbuild/internal/atomicfile"
+	"github.com/imgbuild/imgbuild/pkg/statedir"
 )
 
 // WorkerRecordFile, in a state dir, records how its build cache was made:
@@ -128,21 +129,20 @@ func checkWorkerRecord(root, snapshotter string, explicit, rootless bool) error 
 
 // workerDir is where BuildKit's runc worker keeps a snapshotter's data (see
 // newWorkerOpt).
-func workerDir(root, snapshotter string) string { return filepath.Join(root, "runc-"+snapshotter) }
+func workerDir(root, snapshotter string) string { return statedir.At(root).Worker(snapshotter).Path() }
 
 // workerHasData reports whether the snapshotter's worker dir holds snapshots
 // or blobs, the data the state dir's records point at.
 func workerHasData(root, snapshotter string) bool {
 	w := workerDir(root, snapshotter)
-	return hasEntries(filepath.Join(w, "snapshots", "snapshots")) || hasEntries(filepath.Join(w, "content", "blobs", "sha256"))
+	return hasEntries(filepath.Join(w, "snapshots", "snapshots")) || hasEntries(filepath.Join(statedir.Worker(w).Content(), "blobs", "sha256"))
 }
 
 // workersWithData lists the snapshotters whose worker dirs hold data, sorted.
 func workersWithData(root string) []string {
-	dirs, _ := filepath.Glob(filepath.Join(root, "runc-*"))
 	var out []string
-	for _, d := range dirs {
-		name := strings.TrimPrefix(filepath.Base(d), "runc-")
+	for _, w := range statedir.At(root).Workers() {
+		name := w.Snapshotter()
 		// Set aside by recoverState: not opened again.
 		if strings.Contains(name, ".corrupt-") {
 			continue

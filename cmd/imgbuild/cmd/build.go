@@ -14,7 +14,6 @@ import (
 	"github.com/tonistiigi/go-csvvalue"
 
 	"github.com/imgbuild/imgbuild/pkg/builder"
-	"github.com/imgbuild/imgbuild/pkg/cache"
 	"github.com/imgbuild/imgbuild/pkg/publish"
 	"github.com/imgbuild/imgbuild/pkg/registry"
 )
@@ -33,8 +32,8 @@ type buildOptions struct {
 	outputs      []string
 	iidFile      string
 	metadataFile string
-	root         string
 	platform     string
+	state        stateFlags
 	reg          registryFlags
 	cache        cacheFlags
 	compression  compressionFlags
@@ -43,11 +42,8 @@ type buildOptions struct {
 	// builderOutput is kaniko's BUILDER_OUTPUT directory (Cloud Build):
 	// it gets an "images" file naming each pushed image.
 	builderOutput         string
-	runc                  string
 	allowInsecureRunc     bool
 	allowExternalFrontend bool
-	snapshotter           string
-	wait                  bool
 }
 
 func newBuildCmd(ro *rootOptions) *cobra.Command {
@@ -71,7 +67,7 @@ standard error.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if builder.NeedsUserNamespace() {
-				return ro.rerunRootless(cmd, bo.root)
+				return ro.rerunRootless(cmd, bo.state)
 			}
 			return runBuild(cmd, ro, bo, args[0])
 		},
@@ -89,18 +85,15 @@ standard error.`,
 	f.StringArrayVarP(&bo.outputs, "output", "o", nil, `output "type=registry|oci|tar|docker[,dest=PATH]" (repeatable)`)
 	f.StringVar(&bo.iidFile, "iidfile", "", "write the image ID (config digest) to this file")
 	f.StringVar(&bo.metadataFile, "metadata-file", "", "write build result metadata (JSON) to this file")
-	f.StringVar(&bo.root, "root", "", "state directory (default $IMGBUILD_ROOT, /var/lib/imgbuild as root, else $XDG_DATA_HOME/imgbuild)")
 	f.StringVar(&bo.platform, "platform", "", "target platform, e.g. linux/amd64 (default: the host's)")
 	bo.reg.addFlags(f)
 	bo.cache.addFlags(f)
 	bo.compression.addFlags(f)
 	bo.limits.addFlags(f)
 	bo.digests.addFlags(f)
-	f.StringVar(&bo.runc, "runc", "", "runc binary (default: runc next to imgbuild, else on $PATH)")
+	bo.state.addFlags(f)
 	f.BoolVar(&bo.allowInsecureRunc, "allow-insecure-runc", false, "run RUN steps with a runc that lacks the 2024/2025 container-escape fixes")
 	f.BoolVar(&bo.allowExternalFrontend, "allow-external-frontend", false, "allow '# syntax=' to pull and run a frontend image other than docker/dockerfile")
-	f.StringVar(&bo.snapshotter, "snapshotter", "auto", "snapshotter: auto, overlayfs or native")
-	f.BoolVar(&bo.wait, "wait", false, waitHelp)
 	return cmd
 }
 
@@ -269,7 +262,7 @@ func runBuild(cmd *cobra.Command, ro *rootOptions, bo *buildOptions, contextDir 
 	if err != nil {
 		return err
 	}
-	root, err := cache.StateDir(bo.root)
+	dir, err := bo.state.dir()
 	if err != nil {
 		return err
 	}
@@ -285,11 +278,11 @@ func runBuild(cmd *cobra.Command, ro *rootOptions, bo *buildOptions, contextDir 
 	}
 	regOpts.Progress = cmd.ErrOrStderr()
 	bopts := []builder.Option{
-		builder.WithRunc(bo.runc),
+		builder.WithRunc(bo.state.runc),
 		builder.WithAllowInsecureRunc(bo.allowInsecureRunc),
-		builder.WithSnapshotter(bo.snapshotter),
+		builder.WithSnapshotter(bo.state.snapshotter),
 		builder.WithExternalFrontends(bo.allowExternalFrontend),
-		builder.WithWaitForLock(bo.wait),
+		builder.WithWaitForLock(bo.state.wait),
 		builder.WithLogger(ro.log),
 	}
 	bopts = append(bopts, regBuilderOpts...)
@@ -299,7 +292,7 @@ func runBuild(cmd *cobra.Command, ro *rootOptions, bo *buildOptions, contextDir 
 		return err
 	}
 	bopts = append(bopts, builder.WithLimits(limits))
-	b, err := builder.New(ctx, root, bopts...)
+	b, err := builder.New(ctx, dir, bopts...)
 	if err != nil {
 		// executor has no --snapshotter.
 		return stateDirHint(err, cmd.Flags().Lookup("snapshotter") != nil)

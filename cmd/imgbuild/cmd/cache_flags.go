@@ -8,7 +8,7 @@ import (
 	"github.com/tonistiigi/go-csvvalue"
 
 	"github.com/imgbuild/imgbuild/pkg/builder"
-	"github.com/imgbuild/imgbuild/pkg/cache"
+	"github.com/imgbuild/imgbuild/pkg/statedir"
 )
 
 // cacheFlags are the build cache flags: registry/local/inline cache import
@@ -53,21 +53,21 @@ func (c *cacheFlags) apply(req *builder.Request) error {
 }
 
 // gcConfig maps --gc-keep-storage onto the GC policy.
-func (c *cacheFlags) gcConfig() (cache.GCConfig, error) {
+func (c *cacheFlags) gcConfig() (statedir.GCConfig, error) {
 	switch c.gcKeepStorage {
 	case "":
-		return cache.GCConfig{}, nil
+		return statedir.GCConfig{}, nil
 	case "off":
-		return cache.GCConfig{Disabled: true}, nil
+		return statedir.GCConfig{Disabled: true}, nil
 	}
-	n, err := cache.ParseSize(c.gcKeepStorage)
+	n, err := statedir.ParseSize(c.gcKeepStorage)
 	if err != nil {
-		return cache.GCConfig{}, fmt.Errorf("--gc-keep-storage: %w", err)
+		return statedir.GCConfig{}, fmt.Errorf("--gc-keep-storage: %w", err)
 	}
 	if n == 0 {
-		return cache.GCConfig{}, fmt.Errorf("--gc-keep-storage 0: use \"off\" to disable GC")
+		return statedir.GCConfig{}, fmt.Errorf("--gc-keep-storage 0: use \"off\" to disable GC")
 	}
-	return cache.GCConfig{MaxUsed: n}, nil
+	return statedir.GCConfig{MaxUsed: n}, nil
 }
 
 // builderOptions are the state dir's cache settings.

@@ -4,7 +4,6 @@ import (
 	"cmp"
 	"encoding/json"
 	"fmt"
-	"path/filepath"
 	"slices"
 	"strconv"
 	"time"
@@ -13,7 +12,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/imgbuild/imgbuild/pkg/builder"
-	"github.com/imgbuild/imgbuild/pkg/cache"
+	"github.com/imgbuild/imgbuild/pkg/statedir"
 )
 
 type duOptions struct {
@@ -34,7 +33,7 @@ with totals, plus the image store of recent build results.`,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			// The state dir must be seen as build sees it (see stateFlags).
 			if builder.NeedsUserNamespace() {
-				return ro.rerunRootless(cmd, do.state.root)
+				return ro.rerunRootless(cmd, do.state)
 			}
 			return runDu(cmd, ro, do)
 		},
@@ -48,10 +47,10 @@ with totals, plus the image store of recent build results.`,
 
 // duReport is `imgbuild du --format json`.
 type duReport struct {
-	Records     []cache.UsageRecord `json:"records"`
-	Total       int64               `json:"total"`
-	Reclaimable int64               `json:"reclaimable"`
-	ImageStore  int64               `json:"imageStore"`
+	Records     []statedir.UsageRecord `json:"records"`
+	Total       int64                  `json:"total"`
+	Reclaimable int64                  `json:"reclaimable"`
+	ImageStore  int64                  `json:"imageStore"`
 }
 
 func runDu(cmd *cobra.Command, ro *rootOptions, do *duOptions) error {
@@ -69,8 +68,8 @@ func runDu(cmd *cobra.Command, ro *rootOptions, do *duOptions) error {
 	}
 	// Most recently used first: what a user looks at when deciding what
 	// to prune.
-	slices.SortFunc(recs, func(a, b cache.UsageRecord) int { return b.LastUsedAt.Compare(a.LastUsedAt) })
-	rep := duReport{Records: recs, ImageStore: cache.DirSize(filepath.Join(b.Root(), "images"))}
+	slices.SortFunc(recs, func(a, b statedir.UsageRecord) int { return b.LastUsedAt.Compare(a.LastUsedAt) })
+	rep := duReport{Records: recs, ImageStore: b.Dir().ImageStoreSize()}
 	for _, r := range recs {
 		if r.Shared {
 			// Shared records are counted once, by their owner.

@@ -13,7 +13,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 
-	"github.com/imgbuild/imgbuild/pkg/cache"
+	"github.com/imgbuild/imgbuild/pkg/statedir"
 )
 
 // TestBuildErrors checks that each kind of bad input fails with a message
@@ -121,7 +121,7 @@ func TestBuildErrors(t *testing.T) {
 func TestBuildStateDirBusy(t *testing.T) {
 	e := setup(t)
 	root := t.TempDir()
-	lock, err := cache.Acquire(t.Context(), root, cache.LockOptions{})
+	lock, err := statedir.At(root).Lock(t.Context(), statedir.LockOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}

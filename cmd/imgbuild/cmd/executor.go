@@ -105,7 +105,7 @@ accepted with a warning.`,
 		},
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if builder.NeedsUserNamespace() {
-				return ro.rerunRootless(cmd, bo.root)
+				return ro.rerunRootless(cmd, bo.state)
 			}
 			ko.warnIgnored(cmd, ro.log)
 			contextDir, cleanup, err := ko.resolveContext(cmd.Context(), cmd.InOrStdin(), os.Getenv)
@@ -128,8 +128,7 @@ accepted with a warning.`,
 	f := cmd.Flags()
 	ko.addFlags(f)
 	// Flags imgbuild shares with kaniko under the same names.
-	f.StringVar(&bo.root, "root", "", "state directory (default $IMGBUILD_ROOT, /var/lib/imgbuild as root)")
-	f.StringVar(&bo.runc, "runc", "", "runc binary")
+	bo.state.addRootFlags(f)
 	f.StringVar(&bo.progress, "progress", "plain", "progress output: auto, tty, plain, rawjson or quiet")
 	bo.reg.addFlags(f)
 	bo.cache.addFlags(f)

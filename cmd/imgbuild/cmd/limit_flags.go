@@ -9,7 +9,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/imgbuild/imgbuild/pkg/builder"
-	"github.com/imgbuild/imgbuild/pkg/cache"
+	"github.com/imgbuild/imgbuild/pkg/statedir"
 )
 
 // limitFlags bound what a pulled image may make the build fetch and unpack
@@ -66,7 +66,7 @@ func (l *limitFlags) limits() (builder.Limits, error) {
 		if f.count {
 			n, err = strconv.ParseInt(v, 10, 64)
 		} else {
-			n, err = cache.ParseSize(v)
+			n, err = statedir.ParseSize(v)
 		}
 		if err != nil {
 			return out, fmt.Errorf("%s: %w", f.flag, err)

@@ -12,12 +12,13 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/imgbuild/imgbuild/pkg/builder"
-	"github.com/imgbuild/imgbuild/pkg/cache"
+	"github.com/imgbuild/imgbuild/pkg/statedir"
 )
 
-// stateFlags pick and open a state dir for the housekeeping commands. They
-// run where build runs (in a user namespace when not root), so that they see
-// its snapshotter and file owners: another view would drop its records.
+// stateFlags pick the state dir and how it is opened, for every command
+// that opens one (build, executor, du, prune). They all run where build runs
+// (in a user namespace when not root), so that they see its snapshotter and
+// file owners: another view would drop its records.
 type stateFlags struct {
 	root        string
 	runc        string
@@ -26,10 +27,24 @@ type stateFlags struct {
 }
 
 func (s *stateFlags) addFlags(f *pflag.FlagSet) {
-	f.StringVar(&s.root, "root", "", "state directory (default $IMGBUILD_ROOT, /var/lib/imgbuild as root, else $XDG_DATA_HOME/imgbuild)")
-	f.StringVar(&s.runc, "runc", "", "runc binary (default: runc next to imgbuild, else on $PATH)")
+	s.addRootFlags(f)
 	f.StringVar(&s.snapshotter, "snapshotter", "auto", "snapshotter: auto, overlayfs or native")
 	f.BoolVar(&s.wait, "wait", false, waitHelp)
+}
+
+// addRootFlags adds --root and --runc only, for kaniko's executor.
+func (s *stateFlags) addRootFlags(f *pflag.FlagSet) {
+	f.StringVar(&s.root, "root", "", "state directory (default $IMGBUILD_ROOT, /var/lib/imgbuild as root, else $XDG_DATA_HOME/imgbuild)")
+	f.StringVar(&s.runc, "runc", "", "runc binary (default: runc next to imgbuild, else on $PATH)")
+}
+
+// dir resolves --root.
+func (s *stateFlags) dir() (statedir.Dir, error) {
+	d, err := statedir.Resolve(s.root)
+	if err != nil {
+		return d, fmt.Errorf("--root: %w", err)
+	}
+	return d, nil
 }
 
 // waitHelp describes --wait: a process with the same worker settings joins
@@ -39,16 +54,16 @@ const waitHelp = "when another imgbuild holds the state directory with other set
 // open opens the state dir with automatic GC off: a housekeeping command
 // does exactly what it is asked.
 func (s *stateFlags) open(ctx context.Context, ro *rootOptions) (*builder.Builder, error) {
-	root, err := cache.StateDir(s.root)
+	dir, err := s.dir()
 	if err != nil {
 		return nil, err
 	}
-	b, err := builder.New(ctx, root,
+	b, err := builder.New(ctx, dir,
 		builder.WithRunc(s.runc),
 		builder.WithSnapshotter(s.snapshotter),
 		builder.WithWaitForLock(s.wait),
 		builder.WithLogger(ro.log),
-		builder.WithGC(cache.GCConfig{Disabled: true}),
+		builder.WithGC(statedir.GCConfig{Disabled: true}),
 	)
 	return b, stateDirHint(err, true)
 }
@@ -82,7 +97,7 @@ least recently used records only until the cache fits the size given.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if builder.NeedsUserNamespace() {
-				return ro.rerunRootless(cmd, po.state.root)
+				return ro.rerunRootless(cmd, po.state)
 			}
 			return runPrune(cmd, ro, po)
 		},
@@ -96,11 +111,11 @@ least recently used records only until the cache fits the size given.`,
 	return cmd
 }
 
-// pruneRequest maps the flags onto cache.PruneOptions.
-func (po *pruneOptions) pruneRequest() (cache.PruneOptions, error) {
-	req := cache.PruneOptions{All: po.all}
+// pruneRequest maps the flags onto statedir.PruneOptions.
+func (po *pruneOptions) pruneRequest() (statedir.PruneOptions, error) {
+	req := statedir.PruneOptions{All: po.all}
 	if po.keepStorage != "" {
-		n, err := cache.ParseSize(po.keepStorage)
+		n, err := statedir.ParseSize(po.keepStorage)
 		if err != nil {
 			return req, fmt.Errorf("--keep-storage: %w", err)
 		}

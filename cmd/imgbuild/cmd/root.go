@@ -14,7 +14,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/imgbuild/imgbuild/pkg/builder"
-	"github.com/imgbuild/imgbuild/pkg/cache"
+	"github.com/imgbuild/imgbuild/pkg/statedir"
 )
 
 // rootOptions are the flags every command shares.
@@ -162,13 +162,13 @@ func (q *quietFormatter) Format(e *logrus.Entry) ([]byte, error) {
 // imgbuild is root (see builder.RunInUserNamespace) and returns its exit
 // status. The state dir is resolved here, as the unprivileged user, and
 // handed down: inside, the euid is 0.
-func (ro *rootOptions) rerunRootless(cmd *cobra.Command, rootFlag string) error {
-	root, err := cache.StateDir(rootFlag)
+func (ro *rootOptions) rerunRootless(cmd *cobra.Command, state stateFlags) error {
+	dir, err := state.dir()
 	if err != nil {
 		return err
 	}
-	env := append(os.Environ(), "IMGBUILD_ROOT="+root)
-	ro.log.Debugf("not root: re-running in a user namespace (state dir %s)", root)
+	env := append(os.Environ(), statedir.EnvRoot+"="+dir.Path())
+	ro.log.Debugf("not root: re-running in a user namespace (state dir %s)", dir)
 	code, err := builder.RunInUserNamespace(cmd.Context(), ro.args, env, func(note string) { ro.log.Warn(note) })
 	if err != nil {
 		return err
@@ -183,6 +183,10 @@ func (ro *rootOptions) rerunRootless(cmd *cobra.Command, rootFlag string) error 
 // cache (see builder.StateMismatchError) the flags that fix it; the command
 // has a --snapshotter flag when snapshotterFlag is set.
 func stateDirHint(err error, snapshotterFlag bool) error {
+	var inUse *statedir.InUseError
+	if errors.As(err, &inUse) {
+		return fmt.Errorf("%w; use another --root or wait for it with --wait", err)
+	}
 	var me *builder.StateMismatchError
 	if !errors.As(err, &me) {
 		return err

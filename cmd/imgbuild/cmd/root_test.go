@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/imgbuild/imgbuild/pkg/builder"
+	"github.com/imgbuild/imgbuild/pkg/statedir"
 )
 
 // TestStateDirHint: a refused state dir's error ends with the flags that
@@ -39,6 +40,10 @@ func TestStateDirHint(t *testing.T) {
 				t.Error("the hint does not wrap the error")
 			}
 		})
+	}
+	inUse := stateDirHint(fmt.Errorf("opening: %w", &statedir.InUseError{Dir: "/s", Holder: statedir.Holder{PID: 7}}), true)
+	if want := "use another --root or wait for it with --wait"; !strings.HasSuffix(inUse.Error(), want) || !errors.Is(inUse, statedir.ErrInUse) {
+		t.Errorf("a state dir in use: got %q, want it to end with %q and wrap ErrInUse", inUse, want)
 	}
 	plain := errors.New("other")
 	if got := stateDirHint(plain, true); got != plain {

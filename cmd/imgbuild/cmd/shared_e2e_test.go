@@ -11,7 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/imgbuild/imgbuild/pkg/cache"
+	"github.com/imgbuild/imgbuild/pkg/statedir"
 )
 
 // TestCacheSharedStateDir runs 8 builds of different Dockerfiles on one state
@@ -99,7 +99,7 @@ COPY own.txt /own.txt
 	if len(socks) != 0 {
 		t.Errorf("sockets left behind: %v", socks)
 	}
-	lock, err := cache.Acquire(t.Context(), root, cache.LockOptions{})
+	lock, err := statedir.At(root).Lock(t.Context(), statedir.LockOptions{})
 	if err != nil {
 		t.Fatalf("state dir still locked after all builds: %v", err)
 	}

@@ -1,4 +1,4 @@
-// Package cache manages where imgbuild keeps its build state on disk and how
+// Package statedir manages where imgbuild keeps its build state on disk and how
 // processes share it.
 //
 // # State directory
@@ -19,7 +19,7 @@
 // directory (a CI runner running several jobs) share it through that one
 // process instead of queueing behind it:
 //
-//   - The first process takes the state directory's lock ([Acquire]: an
+//   - The first process takes the state directory's lock ([Dir.Acquire]: an
 //     flock on imgbuild.lock, released by the kernel if the process dies) and
 //     becomes its owner. It listens at once on a unix socket in the state
 //     directory (imgbuild-HASH.sock, mode 0600 from the start, accepting only
@@ -61,19 +61,19 @@
 //
 // [GCConfig] bounds the build cache; the owner applies it when it closes
 // (the default bound at most once a minute, as buildkitd does), and
-// [PruneImages] keeps the image store to recent results. At start, with the
+// [Dir.PruneImages] keeps the image store to recent results. At start, with the
 // lock held, the owner kills RUN containers and detaches mounts that a
-// killed process left under the state directory ([UnmountStale]; BuildKit's
+// killed process left under the state directory ([Dir.UnmountStale]; BuildKit's
 // temporary mounts live in its tmp/ too) and sets corrupt databases aside
-// ([RecoverDatabases]).
+// ([Dir.RecoverDatabases]).
 //
 // The databases the owner opens itself are not synced per transaction, as
 // BuildKit does not sync its solver cache: a killed process loses nothing,
 // since the kernel still writes its pages. The owner syncs them when it
-// closes and then writes a clean-shutdown mark ([MarkClean]); the next owner
+// closes and then writes a clean-shutdown mark ([Dir.MarkClean]); the next owner
 // skips the databases' full consistency check only when the mark is from the
-// same boot and every database is as it was left ([TakeClean]).
+// same boot and every database is as it was left ([Dir.TakeClean]).
 //
 // This package never imports BuildKit: pkg/builder maps these plain types onto
 // BuildKit's configuration.
-package cache
+package statedir

@@ -1,4 +1,4 @@
-package cache
+package statedir
 
 import (
 	"context"
@@ -29,7 +29,7 @@ const maxCommandLen = 256
 // another process holds the state directory and LockOptions.Wait is false.
 var ErrInUse = errors.New("state dir is in use")
 
-// LockOptions configures [Acquire].
+// LockOptions configures [Dir.Acquire].
 type LockOptions struct {
 	// Wait makes Acquire block until the lock is free or ctx is done.
 	// The default is to fail at once when another process holds it.
@@ -71,7 +71,7 @@ func (h Holder) String() string {
 	return b.String()
 }
 
-// InUseError is returned by [Acquire] when the state directory is held by
+// InUseError is returned by [Dir.Acquire] when the state directory is held by
 // another process. It matches [ErrInUse].
 type InUseError struct {
 	Dir    string
@@ -82,7 +82,7 @@ var _ error = (*InUseError)(nil)
 
 // Error implements error.
 func (e *InUseError) Error() string {
-	return fmt.Sprintf("state dir %s is in use by %s; use another --root or wait", e.Dir, e.Holder)
+	return fmt.Sprintf("state dir %s is in use by %s", e.Dir, e.Holder)
 }
 
 // Is reports whether target is [ErrInUse].
@@ -103,7 +103,7 @@ type Lock struct {
 // When another process holds the lock, Acquire returns an [*InUseError] at
 // once, or with opts.Wait calls opts.OnWait and waits until the lock is free
 // or ctx is done.
-func Acquire(ctx context.Context, root string, opts LockOptions) (*Lock, error) {
+func acquire(ctx context.Context, root string, opts LockOptions) (*Lock, error) {
 	if err := os.MkdirAll(root, 0o700); err != nil {
 		return nil, fmt.Errorf("creating state dir: %w", err)
 	}

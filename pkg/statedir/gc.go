@@ -1,4 +1,4 @@
-package cache
+package statedir
 
 import (
 	"fmt"
@@ -10,12 +10,12 @@ import (
 )
 
 // GCConfig is the state dir's automatic garbage collection, run when a build
-// ends. The zero value is the default policy ([DefaultMaxUsed]).
+// ends. The zero value is the default policy ([Dir.DefaultMaxUsed]).
 type GCConfig struct {
 	// Disabled turns automatic collection off. The default is on.
 	Disabled bool
 	// MaxUsed is the build cache size above which the least recently used
-	// records are removed. The default, 0, means [DefaultMaxUsed].
+	// records are removed. The default, 0, means [Dir.DefaultMaxUsed].
 	MaxUsed int64
 	// KeepResults is how many of the most recent built images the image
 	// store keeps. The default, 0, means [DefaultKeepResults].
@@ -36,7 +36,7 @@ const (
 
 // DefaultMaxUsed is the default cache size bound for a state dir at root:
 // 10% of its filesystem, at least 2 GB and at most 20 GB.
-func DefaultMaxUsed(root string) int64 {
+func defaultMaxUsed(root string) int64 {
 	var st syscall.Statfs_t
 	if err := syscall.Statfs(root, &st); err != nil {
 		return minDefaultMaxUsed

@@ -1,4 +1,4 @@
-package cache
+package statedir
 
 import (
 	"os"
@@ -41,7 +41,7 @@ func TestRecoverDatabases(t *testing.T) {
 	}
 	var warnings []string
 	warn := func(s string) { warnings = append(warnings, s) }
-	if err := RecoverDatabases(root, warn); err != nil || len(warnings) != 0 {
+	if err := recoverDatabases(root, warn); err != nil || len(warnings) != 0 {
 		t.Fatalf("healthy state dir: %v, warnings %q", err, warnings)
 	}
 
@@ -49,7 +49,7 @@ func TestRecoverDatabases(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(root, "cache.db"), []byte(strings.Repeat("junk", 4096)), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if err := RecoverDatabases(root, warn); err != nil {
+	if err := recoverDatabases(root, warn); err != nil {
 		t.Fatal(err)
 	}
 	if len(warnings) != 1 || !strings.Contains(warnings[0], "cache.db is corrupt") {
@@ -67,7 +67,7 @@ func TestRecoverDatabases(t *testing.T) {
 		t.Fatal(err)
 	}
 	warnings = nil
-	if err := RecoverDatabases(root, warn); err != nil {
+	if err := recoverDatabases(root, warn); err != nil {
 		t.Fatal(err)
 	}
 	left, _ := filepath.Glob(filepath.Join(root, "*"))
@@ -80,7 +80,7 @@ func TestRecoverDatabases(t *testing.T) {
 		t.Errorf("warnings = %q", warnings)
 	}
 
-	freed, err := RemoveSetAside(root)
+	freed, err := removeSetAside(root)
 	if err != nil || freed == 0 {
 		t.Errorf("RemoveSetAside = %d, %v", freed, err)
 	}
@@ -100,7 +100,7 @@ func TestUnescapeMountPath(t *testing.T) {
 
 func TestStaleMountsNone(t *testing.T) {
 	t.Parallel()
-	if m, err := StaleMounts(t.TempDir()); err != nil || len(m) != 0 {
-		t.Errorf("StaleMounts(empty dir) = %v, %v", m, err)
+	if m, err := MountsUnder(t.TempDir()); err != nil || len(m) != 0 {
+		t.Errorf("MountsUnder(empty dir) = %v, %v", m, err)
 	}
 }

@@ -1,4 +1,4 @@
-package cache
+package statedir
 
 import (
 	"crypto/sha256"
@@ -52,12 +52,12 @@ func TestPruneImages(t *testing.T) {
 	newM, newBlobs := putImage(t, root, "new")
 	stray := putBlob(t, root, []byte("half-exported leftover"))
 	for _, m := range []v1.Hash{oldM, newM} {
-		if err := RecordResult(root, m, 0); err != nil {
+		if err := recordResult(root, m, 0); err != nil {
 			t.Fatal(err)
 		}
 	}
 
-	freed, err := PruneImages(root, ImagePruneOptions{})
+	freed, err := pruneImages(root, ImagePruneOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -71,10 +71,10 @@ func TestPruneImages(t *testing.T) {
 	}
 
 	// Keeping one result drops the older image.
-	if err := RecordResult(root, newM, 1); err != nil {
+	if err := recordResult(root, newM, 1); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := PruneImages(root, ImagePruneOptions{}); err != nil {
+	if _, err := pruneImages(root, ImagePruneOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	for _, h := range oldBlobs {
@@ -82,13 +82,13 @@ func TestPruneImages(t *testing.T) {
 			t.Errorf("blob %s of a forgotten result survives", h)
 		}
 	}
-	if _, err := PruneImages(root, ImagePruneOptions{OlderThan: time.Hour}); err != nil {
+	if _, err := pruneImages(root, ImagePruneOptions{OlderThan: time.Hour}); err != nil {
 		t.Fatal(err)
 	}
 	if !exists(root, newM) {
 		t.Error("until=1h removed a result recorded just now")
 	}
-	if _, err := PruneImages(root, ImagePruneOptions{All: true}); err != nil {
+	if _, err := pruneImages(root, ImagePruneOptions{All: true}); err != nil {
 		t.Fatal(err)
 	}
 	if n := DirSize(filepath.Join(root, "images")); n != 0 {
@@ -112,7 +112,7 @@ func TestParseSize(t *testing.T) {
 
 func TestDefaultMaxUsed(t *testing.T) {
 	t.Parallel()
-	n := DefaultMaxUsed(t.TempDir())
+	n := defaultMaxUsed(t.TempDir())
 	if n < minDefaultMaxUsed || n > maxDefaultMaxUsed {
 		t.Errorf("DefaultMaxUsed = %d, want within [%d, %d]", n, int64(minDefaultMaxUsed), int64(maxDefaultMaxUsed))
 	}

@@ -1,4 +1,4 @@
-package cache
+package statedir
 
 import (
 	"encoding/json"
@@ -33,7 +33,7 @@ type fileStamp struct {
 
 // MarkClean records that the state dir's databases were closed cleanly. The
 // caller holds the state dir's lock and has closed BuildKit.
-func MarkClean(root string) error {
+func markClean(root string) error {
 	boot, err := BootID()
 	if err != nil {
 		return err
@@ -46,12 +46,12 @@ func MarkClean(root string) error {
 	return atomicfile.WriteFile(filepath.Join(root, cleanFile), b, 0o600)
 }
 
-// TakeClean removes the mark [MarkClean] wrote and reports whether it
+// TakeClean removes the mark [Dir.MarkClean] wrote and reports whether it
 // vouches for the databases: written in this boot, and every database still
 // has the size and modification time it had then. Only then may the
-// consistency check of [RecoverDatabases] be skipped. The caller holds the
+// consistency check of [Dir.RecoverDatabases] be skipped. The caller holds the
 // state dir's lock.
-func TakeClean(root string) bool {
+func takeClean(root string) bool {
 	p := filepath.Join(root, cleanFile)
 	b, err := os.ReadFile(p)
 	if err != nil {
@@ -84,8 +84,8 @@ func BootID() (string, error) {
 // databaseStamps stats the databases RecoverDatabases checks.
 func databaseStamps(root string) map[string]fileStamp {
 	paths := append([]string{}, rootDatabases...)
-	workers, _ := filepath.Glob(filepath.Join(root, "runc-*"))
-	for _, w := range workers {
+	for _, wk := range At(root).Workers() {
+		w := wk.Path()
 		if strings.Contains(filepath.Base(w), corruptSuffix) {
 			continue
 		}

@@ -1,4 +1,4 @@
-package cache
+package statedir
 
 import (
 	"errors"
@@ -21,7 +21,7 @@ const SystemStateDir = "/var/lib/imgbuild"
 //   - $XDG_DATA_HOME/imgbuild, where XDG_DATA_HOME defaults to ~/.local/share.
 //
 // The result is always an absolute, cleaned path. The directory is not
-// created; [Acquire] does that.
+// created; [Dir.Acquire] does that.
 func StateDir(flag string) (string, error) {
 	return stateDir(flag, os.Getenv, os.Geteuid(), os.UserHomeDir)
 }
@@ -46,7 +46,7 @@ func stateDir(flag string, getenv func(string) string, euid int, home func() (st
 				return "", fmt.Errorf("resolving state dir: %w", err)
 			}
 			if h == "" {
-				return "", errors.New("resolving state dir: no home directory; set --root or " + EnvRoot)
+				return "", errors.New("resolving state dir: no home directory; set " + EnvRoot)
 			}
 			data = filepath.Join(h, ".local", "share")
 		}

@@ -1,4 +1,4 @@
-package cache
+package statedir
 
 import (
 	"bufio"
@@ -20,8 +20,8 @@ import (
 // record as a cache miss. A worker's databases describe its snapshots and
 // content together, so one bad database sets aside the whole worker dir.
 var (
-	rootDatabases   = []string{"cache.db", "history.db"}
-	workerDatabases = []string{"metadata_v2.db", "containerdmeta.db", filepath.Join("snapshots", "metadata.db")}
+	rootDatabases   = []string{cacheDB, historyDB}
+	workerDatabases = []string{metadataDB, containerdMetaDB, filepath.Join("snapshots", "metadata.db")}
 )
 
 // corruptSuffix marks what RecoverDatabases set aside.
@@ -32,7 +32,7 @@ const corruptSuffix = ".corrupt-"
 // NAME.corrupt-TIMESTAMP, calling warn for each, so that the build goes on
 // with an empty cache instead of failing on every run. The caller must hold
 // the state dir's lock.
-func RecoverDatabases(root string, warn func(string)) error {
+func recoverDatabases(root string, warn func(string)) error {
 	stamp := time.Now().UTC().Format("20060102T150405Z")
 	setAside := func(path, why string) error {
 		dst := path + corruptSuffix + stamp
@@ -42,9 +42,10 @@ func RecoverDatabases(root string, warn func(string)) error {
 		warn(fmt.Sprintf("%s is corrupt (%s): set aside as %s; continuing with an empty cache", path, why, filepath.Base(dst)))
 		return nil
 	}
-	workers, _ := filepath.Glob(filepath.Join(root, "runc-*"))
+	workers := At(root).Workers()
 	workerLost := false
-	for _, w := range workers {
+	for _, wk := range workers {
+		w := wk.Path()
 		if strings.Contains(filepath.Base(w), corruptSuffix) {
 			continue
 		}
@@ -115,7 +116,7 @@ func checkDatabase(path string) (err error) {
 // StaleMounts lists the mount points under root, deepest first, as
 // /proc/self/mountinfo shows them. While the caller holds the state dir's
 // lock, any such mount was left by a process that died mid-build.
-func StaleMounts(root string) ([]string, error) {
+func MountsUnder(root string) ([]string, error) {
 	f, err := os.Open("/proc/self/mountinfo")
 	if err != nil {
 		return nil, fmt.Errorf("reading mounts: %w", err)
@@ -162,10 +163,10 @@ func unescapeMountPath(s string) string {
 	return b.String()
 }
 
-// UnmountStale detaches every mount under root (see [StaleMounts]), calling
+// UnmountStale detaches every mount under root (see [Dir.StaleMounts]), calling
 // warn for each.
-func UnmountStale(root string, warn func(string)) error {
-	mounts, err := StaleMounts(root)
+func unmountStale(root string, warn func(string)) error {
+	mounts, err := MountsUnder(root)
 	if err != nil {
 		return err
 	}
@@ -180,10 +181,10 @@ func UnmountStale(root string, warn func(string)) error {
 	return errors.Join(errs...)
 }
 
-// RemoveSetAside deletes what [RecoverDatabases] set aside in root and
+// RemoveSetAside deletes what [Dir.RecoverDatabases] set aside in root and
 // returns the bytes freed. Nothing reads those copies; they are kept only
 // until the next prune, for a post-mortem.
-func RemoveSetAside(root string) (int64, error) {
+func removeSetAside(root string) (int64, error) {
 	paths, err := filepath.Glob(filepath.Join(root, "*"+corruptSuffix+"*"))
 	if err != nil {
 		return 0, err

@@ -1,4 +1,4 @@
-package cache
+package statedir
 
 import (
 	"encoding/json"
@@ -30,7 +30,7 @@ type Result struct {
 // the newest keep entries (the default, 0, means [DefaultKeepResults]). It
 // takes a lock of its own on the index, so concurrent builds sharing the
 // state dir can record safely.
-func RecordResult(root string, dgst v1.Hash, keep int) error {
+func recordResult(root string, dgst v1.Hash, keep int) error {
 	return updateResults(root, func(rs []Result) []Result {
 		rs = slices.DeleteFunc(rs, func(r Result) bool { return r.Digest == dgst })
 		rs = append(rs, Result{Digest: dgst, Time: time.Now().UTC()})
@@ -47,7 +47,7 @@ func RecordResult(root string, dgst v1.Hash, keep int) error {
 // updateResults applies f to the results index under an flock, writing the
 // new index through a rename so a crash never leaves it half written.
 func updateResults(root string, f func([]Result) []Result) error {
-	path := filepath.Join(root, ResultsFile)
+	path := At(root).File(ResultsFile)
 	lf, err := os.OpenFile(path+".lock", os.O_RDWR|os.O_CREATE, 0o600)
 	if err != nil {
 		return fmt.Errorf("opening results index lock: %w", err)
@@ -87,7 +87,7 @@ func readResults(path string) ([]Result, error) {
 	return rs, nil
 }
 
-// ImagePruneOptions selects which results [PruneImages] forgets before it
+// ImagePruneOptions selects which results [Dir.PruneImages] forgets before it
 // removes unreferenced blobs.
 type ImagePruneOptions struct {
 	// All forgets every result. The default keeps them.
@@ -101,7 +101,7 @@ type ImagePruneOptions struct {
 // result in the index references, after forgetting the results opts selects,
 // and returns the bytes freed. The caller must make sure no build is writing
 // to the store.
-func PruneImages(root string, opts ImagePruneOptions) (int64, error) {
+func pruneImages(root string, opts ImagePruneOptions) (int64, error) {
 	var keep []Result
 	err := updateResults(root, func(rs []Result) []Result {
 		if opts.All {
@@ -117,7 +117,7 @@ func PruneImages(root string, opts ImagePruneOptions) (int64, error) {
 	if err != nil {
 		return 0, err
 	}
-	blobs := filepath.Join(root, "images", "blobs")
+	blobs := filepath.Join(At(root).Images(), "blobs")
 	live := map[string]bool{}
 	for _, r := range keep {
 		markLive(blobs, r.Digest, live)

@@ -1,4 +1,4 @@
-package cache
+package statedir
 
 import (
 	"encoding/json"
@@ -14,22 +14,22 @@ func TestTakeClean(t *testing.T) {
 	for _, p := range []string{"cache.db", "history.db", "runc-overlayfs/metadata_v2.db", "runc-overlayfs/containerdmeta.db"} {
 		writeBolt(t, filepath.Join(root, p))
 	}
-	if TakeClean(root) {
+	if takeClean(root) {
 		t.Fatal("TakeClean without a mark = true")
 	}
-	if err := MarkClean(root); err != nil {
+	if err := markClean(root); err != nil {
 		t.Fatal(err)
 	}
-	if !TakeClean(root) {
+	if !takeClean(root) {
 		t.Fatal("TakeClean right after MarkClean = false")
 	}
-	if TakeClean(root) {
+	if takeClean(root) {
 		t.Error("the mark vouched twice: TakeClean must remove it")
 	}
 
 	// A database written after the mark (a process that took the state
 	// dir without the mark, then died) voids it.
-	if err := MarkClean(root); err != nil {
+	if err := markClean(root); err != nil {
 		t.Fatal(err)
 	}
 	db := filepath.Join(root, "runc-overlayfs", "containerdmeta.db")
@@ -37,13 +37,13 @@ func TestTakeClean(t *testing.T) {
 	if err := os.Chtimes(db, later, later); err != nil {
 		t.Fatal(err)
 	}
-	if TakeClean(root) {
+	if takeClean(root) {
 		t.Error("TakeClean = true after containerdmeta.db changed")
 	}
 
 	// So does a mark from another boot: a power loss may have kept pages
 	// that were never synced from reaching the disk.
-	if err := MarkClean(root); err != nil {
+	if err := markClean(root); err != nil {
 		t.Fatal(err)
 	}
 	p := filepath.Join(root, cleanFile)
@@ -60,7 +60,7 @@ func TestTakeClean(t *testing.T) {
 	if err := os.WriteFile(p, b, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if TakeClean(root) {
+	if takeClean(root) {
 		t.Error("TakeClean = true for a mark from another boot")
 	}
 	if _, err := os.Stat(p); !os.IsNotExist(err) {
