@@ -26,6 +26,7 @@ import (
 
 	"github.com/imgbuild/imgbuild/pkg/cache"
 	"github.com/imgbuild/imgbuild/pkg/registry"
+	"github.com/imgbuild/imgbuild/pkg/sandbox"
 )
 
 // How processes share a state dir (see pkg/cache's package doc for the
@@ -355,8 +356,8 @@ func (b *Builder) open(ctx context.Context) error {
 		}
 		lock.Release()
 	}
-	if InUserNamespace() {
-		if err := rootlessRuntimeDir(o.root); err != nil {
+	if sandbox.InUserNamespace() {
+		if err := sandbox.RootlessRuntimeDir(o.root); err != nil {
 			release()
 			return err
 		}

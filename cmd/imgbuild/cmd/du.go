@@ -12,8 +12,8 @@ import (
 	units "github.com/docker/go-units"
 	"github.com/spf13/cobra"
 
-	"github.com/imgbuild/imgbuild/pkg/builder"
 	"github.com/imgbuild/imgbuild/pkg/cache"
+	"github.com/imgbuild/imgbuild/pkg/sandbox"
 )
 
 type duOptions struct {
@@ -33,7 +33,7 @@ with totals, plus the image store of recent build results.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			// The state dir must be seen as build sees it (see stateFlags).
-			if builder.NeedsUserNamespace() {
+			if sandbox.NeedsUserNamespace() {
 				return ro.rerunRootless(cmd, do.state.root)
 			}
 			return runDu(cmd, ro, do)

@@ -13,6 +13,7 @@ import (
 
 	"github.com/imgbuild/imgbuild/pkg/builder"
 	"github.com/imgbuild/imgbuild/pkg/cache"
+	"github.com/imgbuild/imgbuild/pkg/sandbox"
 )
 
 // stateFlags pick and open a state dir for the housekeeping commands. They
@@ -81,7 +82,7 @@ least recently used records only until the cache fits the size given.`,
   imgbuild prune --all`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if builder.NeedsUserNamespace() {
+			if sandbox.NeedsUserNamespace() {
 				return ro.rerunRootless(cmd, po.state.root)
 			}
 			return runPrune(cmd, ro, po)
