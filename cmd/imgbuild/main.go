@@ -10,17 +10,17 @@ import (
 	"syscall"
 
 	"github.com/imgbuild/imgbuild/cmd/imgbuild/cmd"
-	"github.com/imgbuild/imgbuild/pkg/builder"
+	"github.com/imgbuild/imgbuild/pkg/sandbox"
 )
 
 func main() {
 	// Run as BuildKit's runc in a single-ID user namespace: fix the bundle
 	// and become runc.
-	builder.RuncShimMain()
+	sandbox.RuncShimMain()
 	// Run as a build's watchdog: stop its RUN steps when it is killed.
-	builder.WatchdogMain()
+	sandbox.WatchdogMain()
 	// In the child of a rootless re-exec, wait for the ID maps first.
-	builder.UserNamespaceChildInit()
+	sandbox.UserNamespaceChildInit()
 	args := os.Args[1:]
 	// Installed as /kaniko/executor (a symlink), imgbuild is kaniko's
 	// executor, so that kaniko Job specs keep their command.

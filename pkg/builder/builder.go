@@ -25,6 +25,7 @@ import (
 	"github.com/tonistiigi/fsutil"
 	fscopy "github.com/tonistiigi/fsutil/copy"
 
+	"github.com/imgbuild/imgbuild/pkg/sandbox"
 	"github.com/imgbuild/imgbuild/pkg/statedir"
 )
 
@@ -61,11 +62,11 @@ func New(ctx context.Context, dir statedir.Dir, opts ...Option) (*Builder, error
 	if root == "" {
 		return nil, errors.New("no state dir given")
 	}
-	runcPath, err := FindRunc(o.runc)
+	runcPath, err := sandbox.FindRunc(o.runc)
 	if err != nil {
 		return nil, err
 	}
-	ver, warning, err := checkRunc(ctx, root, runcPath, o.allowInsecureRunc)
+	ver, warning, err := sandbox.CheckRuncCached(ctx, root, runcPath, o.allowInsecureRunc)
 	if err != nil {
 		return nil, err
 	}
@@ -73,8 +74,8 @@ func New(ctx context.Context, dir statedir.Dir, opts ...Option) (*Builder, error
 		o.log.Warn(warning)
 	}
 	o.runc = runcPath
-	if InUserNamespace() && singleGIDMapped() {
-		if o.runc, err = runcShim(root, runcPath); err != nil {
+	if sandbox.InUserNamespace() && sandbox.SingleGIDMapped() {
+		if o.runc, err = sandbox.RuncShim(root, runcPath); err != nil {
 			return nil, fmt.Errorf("setting up runc for a single-ID user namespace: %w", err)
 		}
 	}

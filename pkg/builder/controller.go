@@ -40,6 +40,7 @@ import (
 	"google.golang.org/grpc/test/bufconn"
 
 	"github.com/imgbuild/imgbuild/internal/atomicfile"
+	"github.com/imgbuild/imgbuild/pkg/sandbox"
 	"github.com/imgbuild/imgbuild/pkg/statedir"
 )
 
@@ -58,7 +59,7 @@ type embedded struct {
 	// snapshotters are closed last, after everything that uses them.
 	snapshotters []snapshots.Snapshotter
 	// watchdog stops the RUN containers if this process is killed.
-	watchdog *watchdog
+	watchdog *sandbox.Watchdog
 }
 
 // startEmbedded wires a controller the way cmd/buildkitd's newController and
@@ -72,7 +73,7 @@ func startEmbedded(ctx context.Context, o *options) (*embedded, error) {
 	// Before anything opens a database: another snapshotter's view of the
 	// state dir would drop its records.
 	explicit := o.snapshotter != "" && o.snapshotter != "auto"
-	if err := checkWorkerRecord(o.root, snName, explicit, InUserNamespace()); err != nil {
+	if err := checkWorkerRecord(o.root, snName, explicit, sandbox.InUserNamespace()); err != nil {
 		return nil, err
 	}
 	if err := recoverState(ctx, o); err != nil {
@@ -99,7 +100,7 @@ func startEmbedded(ctx context.Context, o *options) (*embedded, error) {
 		}
 		return sn, err
 	}
-	wopt, err := newWorkerOpt(o.dir.Worker(snFactory.Name), snFactory, InUserNamespace(), o.runc, o.limits.resolved())
+	wopt, err := newWorkerOpt(o.dir.Worker(snFactory.Name), snFactory, sandbox.InUserNamespace(), o.runc, o.limits.resolved())
 	if err != nil {
 		return nil, fmt.Errorf("creating runc worker: %w", err)
 	}
@@ -184,7 +185,7 @@ func startEmbedded(ctx context.Context, o *options) (*embedded, error) {
 		ctrl.Close()
 		return nil, fmt.Errorf("connecting to embedded BuildKit: %w", err)
 	}
-	var dog *watchdog
+	var dog *sandbox.Watchdog
 	if we, ok := wopt.Executor.(*watchedExecutor); ok {
 		dog = we.dog
 	}
@@ -202,7 +203,7 @@ func (e *embedded) close() error {
 		errs = append(errs, sn.Close())
 	}
 	if e.watchdog != nil {
-		e.watchdog.stop()
+		e.watchdog.Stop()
 	}
 	return errors.Join(errs...)
 }
@@ -216,7 +217,7 @@ func detectSnapshotter(root, recordDir string) string {
 	var key, record string
 	var st syscall.Stat_t
 	if boot, err := statedir.BootID(); err == nil && syscall.Stat(root, &st) == nil {
-		key = fmt.Sprintf("boot=%s dev=%d uid=%d userns=%t\n", boot, st.Dev, os.Geteuid(), InUserNamespace())
+		key = fmt.Sprintf("boot=%s dev=%d uid=%d userns=%t\n", boot, st.Dev, os.Geteuid(), sandbox.InUserNamespace())
 		record = filepath.Join(recordDir, fmt.Sprintf("snapshotter-%d", st.Dev))
 	}
 	if b, err := os.ReadFile(record); err == nil && key != "" {
@@ -240,7 +241,7 @@ func detectSnapshotter(root, recordDir string) string {
 // dir, emptied at boot and shared by all of the user's state dirs (so a
 // cold build on a fresh --root does not probe either), else the state dir.
 func probeRecordDir(root string) string {
-	if os.Geteuid() == 0 && !InUserNamespace() {
+	if os.Geteuid() == 0 && !sandbox.InUserNamespace() {
 		return "/run/imgbuild"
 	}
 	if d := os.Getenv("XDG_RUNTIME_DIR"); d != "" {

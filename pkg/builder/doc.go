@@ -8,4 +8,8 @@
 // Dockerfile and returns the resulting image as a go-containerregistry
 // v1.Image backed by an OCI content store under the state directory, ready to
 // be pushed or written out by package registry.
+//
+// The runc its RUN steps run with, the user namespace of a build without
+// privilege and the watchdog that stops RUN steps when imgbuild is killed
+// come from package sandbox; this package wires them into BuildKit.
 package builder

@@ -31,7 +31,7 @@ type options struct {
 }
 
 // WithRunc sets the runc binary. The default is the runc next to the running
-// executable, else the one on $PATH (see [FindRunc]).
+// executable, else the one on $PATH (see [sandbox.FindRunc]).
 func WithRunc(path string) Option {
 	return func(o *options) error { o.runc = path; return nil }
 }

@@ -6,19 +6,16 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
-	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/containerd/containerd/v2/core/mount"
 
+	"github.com/imgbuild/imgbuild/pkg/sandbox"
 	"github.com/imgbuild/imgbuild/pkg/statedir"
 )
 
@@ -50,7 +47,7 @@ func recoverState(ctx context.Context, o *options) error {
 		killStaleContainers(ctx, o.runc, o.root, warn)
 	}
 	for _, b := range bundles {
-		removeHalfCreated(ctx, o.runc, filepath.Base(b))
+		sandbox.RemoveHalfCreated(ctx, o.runc, filepath.Base(b))
 	}
 	if err := o.dir.UnmountStale(warn); err != nil {
 		return err
@@ -108,58 +105,6 @@ func staleBundles(sd statedir.Dir) []string {
 		}
 	}
 	return out
-}
-
-// removeHalfCreated removes what runc leaves of a container it was killed
-// while creating, which `runc list` cannot show: its state dir (without a
-// state.json) and its cgroups (BuildKit puts them at buildkit/ID). Processes
-// still in those cgroups are killed first.
-func removeHalfCreated(ctx context.Context, runcPath, id string) {
-	ctx, cancel := context.WithTimeout(ctx, staleContainerTimeout)
-	defer cancel()
-	_ = exec.CommandContext(ctx, runcPath, "delete", "--force", id).Run()
-	if dir := runcStateDir(); dir != "" {
-		_ = os.RemoveAll(filepath.Join(dir, id))
-	}
-	cgroups, _ := filepath.Glob(filepath.Join("/sys/fs/cgroup", "*", "buildkit", id))
-	if v2 := filepath.Join("/sys/fs/cgroup", "buildkit", id); fileExists(v2) {
-		cgroups = append(cgroups, v2)
-	}
-	for _, cg := range cgroups {
-		if b, err := os.ReadFile(filepath.Join(cg, "cgroup.procs")); err == nil {
-			for _, f := range strings.Fields(string(b)) {
-				if pid, err := strconv.Atoi(f); err == nil && pid > 0 {
-					_ = syscall.Kill(pid, syscall.SIGKILL)
-				}
-			}
-		}
-		// A cgroup dir is removed with rmdir once empty; its killed
-		// processes may take a moment to leave it (over 200 ms on a
-		// loaded machine).
-		for range 100 {
-			if err := syscall.Rmdir(cg); err == nil || errors.Is(err, fs.ErrNotExist) {
-				break
-			}
-			time.Sleep(20 * time.Millisecond)
-		}
-	}
-}
-
-// runcStateDir is runc's default --root, which BuildKit uses: /run/runc for
-// root, $XDG_RUNTIME_DIR/runc otherwise.
-func runcStateDir() string {
-	if os.Geteuid() == 0 && !InUserNamespace() {
-		return "/run/runc"
-	}
-	if d := os.Getenv("XDG_RUNTIME_DIR"); d != "" {
-		return filepath.Join(d, "runc")
-	}
-	return ""
-}
-
-func fileExists(p string) bool {
-	_, err := os.Stat(p)
-	return err == nil
 }
 
 // staleContainerTimeout bounds each runc call: recovery must not hang a

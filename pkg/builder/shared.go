@@ -25,6 +25,7 @@ import (
 	"google.golang.org/grpc/codes"
 
 	"github.com/imgbuild/imgbuild/pkg/registry"
+	"github.com/imgbuild/imgbuild/pkg/sandbox"
 	"github.com/imgbuild/imgbuild/pkg/statedir"
 )
 
@@ -355,8 +356,8 @@ func (b *Builder) open(ctx context.Context) error {
 		}
 		lock.Release()
 	}
-	if InUserNamespace() {
-		if err := rootlessRuntimeDir(o.root); err != nil {
+	if sandbox.InUserNamespace() {
+		if err := sandbox.RootlessRuntimeDir(o.root); err != nil {
 			release()
 			return err
 		}

@@ -90,7 +90,7 @@ func newWorkerOpt(wd statedir.Worker, snFactory runc.SnapshotterFactory, rootles
 	// fdatasync per transaction was a sixth of a no-change rebuild. Without
 	// it, a killed process loses nothing (the kernel still writes its pages
 	// out); Close syncs, and after a crash in an earlier boot the next start
-	// checks the database (see cache.MarkClean). BuildKit opens its solver
+	// checks the database (see statedir.Dir.MarkClean). BuildKit opens its solver
 	// cache the same way.
 	db, err := boltutil.Open(wd.ContainerdMeta(), 0o644, &bolt.Options{
 		NoSync:         true,

@@ -16,6 +16,7 @@ import (
 	"github.com/imgbuild/imgbuild/pkg/builder"
 	"github.com/imgbuild/imgbuild/pkg/publish"
 	"github.com/imgbuild/imgbuild/pkg/registry"
+	"github.com/imgbuild/imgbuild/pkg/sandbox"
 )
 
 // buildOptions are `imgbuild build`'s flags, named as in `docker buildx build`.
@@ -66,7 +67,7 @@ standard error.`,
   imgbuild build -f - --secret id=npmrc,env=NPM_TOKEN . < Dockerfile`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if builder.NeedsUserNamespace() {
+			if sandbox.NeedsUserNamespace() {
 				return ro.rerunRootless(cmd, bo.state)
 			}
 			return runBuild(cmd, ro, bo, args[0])
@@ -294,7 +295,8 @@ func runBuild(cmd *cobra.Command, ro *rootOptions, bo *buildOptions, contextDir 
 	bopts = append(bopts, builder.WithLimits(limits))
 	b, err := builder.New(ctx, dir, bopts...)
 	if err != nil {
-		// executor has no --snapshotter.
+		// executor has no --snapshotter and no --allow-insecure-runc.
+		err = insecureRuncHint(err, cmd.Flags().Lookup("allow-insecure-runc") != nil)
 		return stateDirHint(err, cmd.Flags().Lookup("snapshotter") != nil)
 	}
 	defer b.Close()

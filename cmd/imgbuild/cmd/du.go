@@ -11,7 +11,7 @@ import (
 	units "github.com/docker/go-units"
 	"github.com/spf13/cobra"
 
-	"github.com/imgbuild/imgbuild/pkg/builder"
+	"github.com/imgbuild/imgbuild/pkg/sandbox"
 	"github.com/imgbuild/imgbuild/pkg/statedir"
 )
 
@@ -32,7 +32,7 @@ with totals, plus the image store of recent build results.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			// The state dir must be seen as build sees it (see stateFlags).
-			if builder.NeedsUserNamespace() {
+			if sandbox.NeedsUserNamespace() {
 				return ro.rerunRootless(cmd, do.state)
 			}
 			return runDu(cmd, ro, do)

@@ -17,6 +17,7 @@ import (
 	"github.com/imgbuild/imgbuild/pkg/builder"
 	"github.com/imgbuild/imgbuild/pkg/kaniko"
 	"github.com/imgbuild/imgbuild/pkg/registry"
+	"github.com/imgbuild/imgbuild/pkg/sandbox"
 )
 
 // kanikoOptions are kaniko's executor flags, with kaniko's names, short
@@ -104,7 +105,7 @@ accepted with a warning.`,
 			return nil
 		},
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if builder.NeedsUserNamespace() {
+			if sandbox.NeedsUserNamespace() {
 				return ro.rerunRootless(cmd, bo.state)
 			}
 			ko.warnIgnored(cmd, ro.log)

@@ -14,6 +14,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/imgbuild/imgbuild/pkg/builder"
+	"github.com/imgbuild/imgbuild/pkg/sandbox"
 	"github.com/imgbuild/imgbuild/pkg/statedir"
 )
 
@@ -159,7 +160,7 @@ func (q *quietFormatter) Format(e *logrus.Entry) ([]byte, error) {
 }
 
 // rerunRootless runs this command line again in a user namespace where
-// imgbuild is root (see builder.RunInUserNamespace) and returns its exit
+// imgbuild is root (see sandbox.RunInUserNamespace) and returns its exit
 // status. The state dir is resolved here, as the unprivileged user, and
 // handed down: inside, the euid is 0.
 func (ro *rootOptions) rerunRootless(cmd *cobra.Command, state stateFlags) error {
@@ -169,7 +170,7 @@ func (ro *rootOptions) rerunRootless(cmd *cobra.Command, state stateFlags) error
 	}
 	env := append(os.Environ(), statedir.EnvRoot+"="+dir.Path())
 	ro.log.Debugf("not root: re-running in a user namespace (state dir %s)", dir)
-	code, err := builder.RunInUserNamespace(cmd.Context(), ro.args, env, func(note string) { ro.log.Warn(note) })
+	code, err := sandbox.RunInUserNamespace(cmd.Context(), ro.args, env, func(note string) { ro.log.Warn(note) })
 	if err != nil {
 		return err
 	}
@@ -177,6 +178,15 @@ func (ro *rootOptions) rerunRootless(cmd *cobra.Command, state stateFlags) error
 		return &exitError{code: code}
 	}
 	return nil
+}
+
+// insecureRuncHint adds to a refused runc (see sandbox.ErrInsecureRunc) the
+// flag that overrides the refusal, when the command has it (overrideFlag).
+func insecureRuncHint(err error, overrideFlag bool) error {
+	if !overrideFlag || !errors.Is(err, sandbox.ErrInsecureRunc) {
+		return err
+	}
+	return fmt.Errorf("%w, or pass --allow-insecure-runc to use it anyway", err)
 }
 
 // stateDirHint adds to a state dir refused for another view of its build

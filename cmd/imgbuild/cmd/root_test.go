@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/imgbuild/imgbuild/pkg/builder"
+	"github.com/imgbuild/imgbuild/pkg/sandbox"
 	"github.com/imgbuild/imgbuild/pkg/statedir"
 )
 
@@ -50,6 +51,31 @@ func TestStateDirHint(t *testing.T) {
 		t.Errorf("another error became %v", got)
 	}
 	if stateDirHint(nil, true) != nil {
+		t.Error("nil became an error")
+	}
+}
+
+// TestInsecureRuncHint: a refused runc's error, which names no flag in
+// package sandbox, ends with the flag that overrides it, only on a command
+// that has the flag.
+func TestInsecureRuncHint(t *testing.T) {
+	refused := fmt.Errorf("%w: runc 1.1.5 at /bin/runc lacks the fixes; run `make runc` to build a fixed runc into bin/runc", sandbox.ErrInsecureRunc)
+	err := insecureRuncHint(fmt.Errorf("starting: %w", refused), true)
+	want := "starting: " + refused.Error() + ", or pass --allow-insecure-runc to use it anyway"
+	if err.Error() != want {
+		t.Errorf("got %q, want %q", err, want)
+	}
+	if !errors.Is(err, sandbox.ErrInsecureRunc) {
+		t.Error("the hint does not wrap the error")
+	}
+	if got := insecureRuncHint(refused, false); got != refused {
+		t.Errorf("without the flag the error became %v", got)
+	}
+	plain := errors.New("other")
+	if got := insecureRuncHint(plain, true); got != plain {
+		t.Errorf("another error became %v", got)
+	}
+	if insecureRuncHint(nil, true) != nil {
 		t.Error("nil became an error")
 	}
 }

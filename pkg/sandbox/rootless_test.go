@@ -1,6 +1,6 @@
 //go:build linux
 
-package builder
+package sandbox
 
 import (
 	"errors"
@@ -39,10 +39,10 @@ func TestPreflight(t *testing.T) {
 				}
 				return nil, os.ErrNotExist
 			}
-			_, err := Preflight()
+			_, err := preflight()
 			var pe *PreflightError
 			if !errors.As(err, &pe) {
-				t.Fatalf("Preflight() = %v, want a PreflightError", err)
+				t.Fatalf("preflight() = %v, want a PreflightError", err)
 			}
 			for _, w := range tc.want {
 				if !strings.Contains(err.Error(), w) {

@@ -1,4 +1,4 @@
-package builder
+package sandbox
 
 import (
 	"bytes"
@@ -80,14 +80,17 @@ func findRunc(explicit string, executable func() (string, error), lookPath func(
 // With allowInsecure, a refused runc returns a nil error and a non-empty
 // warning instead, for hosts whose distribution backports the fixes without
 // bumping the version.
+//
+// A refusal wraps [ErrInsecureRunc] and does not name the caller's override
+// (a CLI adds its flag when it prints the error).
 func CheckRunc(ctx context.Context, path string, allowInsecure bool) (version string, warning string, err error) {
-	return checkRunc(ctx, "", path, allowInsecure)
+	return CheckRuncCached(ctx, "", path, allowInsecure)
 }
 
-// checkRunc is [CheckRunc] with the `--version` output cached in the state
-// dir root (when not empty), keyed by the binary's identity: exec'ing runc
-// took a tenth of a no-change rebuild.
-func checkRunc(ctx context.Context, root, path string, allowInsecure bool) (version string, warning string, err error) {
+// CheckRuncCached is [CheckRunc] with the `--version` output cached in the
+// state dir root (when not empty), keyed by the binary's identity: exec'ing
+// runc took a tenth of a no-change rebuild.
+func CheckRuncCached(ctx context.Context, root, path string, allowInsecure bool) (version string, warning string, err error) {
 	out, err := runcVersionOutput(ctx, root, path)
 	if err != nil {
 		return "", "", err
@@ -98,9 +101,9 @@ func checkRunc(ctx context.Context, root, path string, allowInsecure bool) (vers
 	}
 	msg := fmt.Sprintf("%s at %s %s", displayVersion(version), path, problem)
 	if allowInsecure {
-		return version, msg + "; using it anyway because of --allow-insecure-runc: a RUN step may be able to escape its container", nil
+		return version, msg + "; using it anyway because insecure runc is allowed: a RUN step may be able to escape its container", nil
 	}
-	return version, "", fmt.Errorf("%w: %s; %s, or pass --allow-insecure-runc to use it anyway", ErrInsecureRunc, msg, runcHint)
+	return version, "", fmt.Errorf("%w: %s; %s", ErrInsecureRunc, msg, runcHint)
 }
 
 // runcVersionCache is the state dir file holding the last `runc --version`.

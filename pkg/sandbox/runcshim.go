@@ -1,6 +1,6 @@
 //go:build linux
 
-package builder
+package sandbox
 
 import (
 	"encoding/json"
@@ -20,9 +20,9 @@ import (
 // bundle's config.json and executes the real runc.
 const realRuncEnv = "_IMGBUILD_REAL_RUNC"
 
-// singleGIDMapped reports whether this process's user namespace maps a
-// single group ID.
-func singleGIDMapped() bool {
+// SingleGIDMapped reports whether this process's user namespace maps a
+// single group ID: then runc needs the shim (see [RuncShim]).
+func SingleGIDMapped() bool {
 	b, err := os.ReadFile("/proc/self/gid_map")
 	if err != nil {
 		return false
@@ -35,8 +35,10 @@ func singleGIDMapped() bool {
 	return len(f) == 3 && f[2] == "1"
 }
 
-// runcShim makes root/shim/runc, a link to this executable, and returns it.
-func runcShim(root, realRunc string) (string, error) {
+// RuncShim makes root/shim/runc, a link to this executable, and returns it:
+// the runc to give BuildKit instead of realRunc. Run as runc, the executable
+// fixes the bundle and executes realRunc (see [RuncShimMain]).
+func RuncShim(root, realRunc string) (string, error) {
 	self, err := os.Executable()
 	if err != nil {
 		return "", err

@@ -1,6 +1,6 @@
 //go:build linux
 
-package builder
+package sandbox
 
 import (
 	"bufio"
@@ -121,11 +121,11 @@ type idMap struct{ inside, outside, size int }
 
 // RunInUserNamespace re-executes the current binary with args in a new user
 // and mount namespace where the caller is root, and returns its exit code.
-// It runs [Preflight] first, so that a machine that cannot do it gets the
-// fix, not a kernel error; warn receives Preflight's notes on a degraded
-// set-up (such as mapping a single ID).
+// It checks the machine first, so that one that cannot do it gets a
+// [*PreflightError] with the fix, not a kernel error; warn receives notes on
+// a degraded set-up (such as mapping a single ID).
 func RunInUserNamespace(ctx context.Context, args []string, env []string, warn func(string)) (int, error) {
-	plan, err := Preflight()
+	plan, err := preflight()
 	if err != nil {
 		return 1, err
 	}
@@ -224,7 +224,7 @@ func (p *userNSPlan) fixHint() string {
 }
 
 // PreflightError is a machine that cannot build rootless, with the setting
-// that fixes it.
+// that fixes it; [RunInUserNamespace] returns it.
 type PreflightError struct {
 	Problem string
 	Fix     string
@@ -234,14 +234,14 @@ func (e *PreflightError) Error() string {
 	return fmt.Sprintf("rootless build not possible: %s\nto fix: %s", e.Problem, e.Fix)
 }
 
-// procFile is where Preflight reads kernel settings; a variable for tests.
+// procFile is where preflight reads kernel settings; a variable for tests.
 var procFile = func(p string) ([]byte, error) { return os.ReadFile(p) }
 
-// Preflight checks, before any pull, that this machine lets an unprivileged
+// preflight checks, before any pull, that this machine lets an unprivileged
 // user build: user namespaces enabled and not blocked by the distribution's
 // AppArmor setting, and how IDs can be mapped. Its errors name the sysctl or
 // Kubernetes securityContext that fixes them.
-func Preflight() (*userNSPlan, error) {
+func preflight() (*userNSPlan, error) {
 	if b, err := procFile("/proc/sys/user/max_user_namespaces"); err == nil && strings.TrimSpace(string(b)) == "0" {
 		return nil, &PreflightError{
 			Problem: "user namespaces are disabled (user.max_user_namespaces = 0)",
@@ -313,10 +313,11 @@ func subIDs(path string, u *user.User, id int) *idMap {
 	return nil
 }
 
-// rootlessRuntimeDir points runc's state at a directory this process owns:
-// in a user namespace runc keeps it under $XDG_RUNTIME_DIR, and the default
-// /run/runc belongs to the host's root.
-func rootlessRuntimeDir(root string) error {
+// RootlessRuntimeDir points runc's state at a directory this process owns,
+// root/run unless $XDG_RUNTIME_DIR is writable: in a user namespace runc
+// keeps it under $XDG_RUNTIME_DIR, and the default /run/runc belongs to the
+// host's root.
+func RootlessRuntimeDir(root string) error {
 	if d := os.Getenv("XDG_RUNTIME_DIR"); d != "" && unix.Access(d, unix.W_OK) == nil {
 		return nil
 	}
