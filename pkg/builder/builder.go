@@ -272,9 +272,9 @@ func (b *Builder) Build(ctx context.Context, req Request) (*Result, error) {
 
 	attachables := []session.Attachable{authProvider(b.opts.keychain)}
 	if len(req.Secrets) > 0 {
-		sp, err := build.ParseSecret(req.Secrets)
+		sp, err := parseSecrets(req.Secrets)
 		if err != nil {
-			return nil, fmt.Errorf("--secret: %w", err)
+			return nil, err
 		}
 		attachables = append(attachables, sp)
 	}
@@ -424,4 +424,20 @@ func exportAttrs(req Request) map[string]string {
 	}
 	req.Compression.attrs(attrs)
 	return attrs
+}
+
+// parseSecrets parses --secret values. Each is checked on its own first so
+// that an error names the value at fault (the values hold ids and paths,
+// never the secrets themselves).
+func parseSecrets(values []string) (session.Attachable, error) {
+	for _, v := range values {
+		if _, err := build.ParseSecret([]string{v}); err != nil {
+			return nil, fmt.Errorf("--secret %q: %w", v, err)
+		}
+	}
+	sp, err := build.ParseSecret(values)
+	if err != nil {
+		return nil, fmt.Errorf("--secret: %w", err)
+	}
+	return sp, nil
 }
