@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 
 	"github.com/containerd/containerd/v2/pkg/archive"
@@ -20,12 +21,15 @@ import (
 func (ko *kanikoOptions) resolveContext(ctx context.Context, stdin io.Reader, getenv func(string) string) (dir string, cleanup func(), err error) {
 	cleanup = func() {}
 	spec := ko.context
-	switch {
-	case strings.HasPrefix(spec, "tar://"):
-		src := strings.TrimPrefix(spec, "tar://")
+	kind, rest, err := contextSource(spec)
+	if err != nil {
+		return "", cleanup, err
+	}
+	switch kind {
+	case "tar":
 		r := stdin
-		if src != "stdin" {
-			f, err := os.Open(src)
+		if rest != "stdin" {
+			f, err := os.Open(rest)
 			if err != nil {
 				return "", cleanup, fmt.Errorf("--context %s: %w", spec, err)
 			}
@@ -36,16 +40,13 @@ func (ko *kanikoOptions) resolveContext(ctx context.Context, stdin io.Reader, ge
 		if err != nil {
 			return "", cleanup, fmt.Errorf("--context %s: %w", spec, err)
 		}
-	case strings.HasPrefix(spec, "git://"):
-		dir, cleanup, err = cloneContext(ctx, strings.TrimPrefix(spec, "git://"), ko.git, getenv)
+	case "git":
+		dir, cleanup, err = cloneContext(ctx, rest, ko.git, getenv)
 		if err != nil {
 			return "", cleanup, fmt.Errorf("--context %s: %w", redactURL(spec), err)
 		}
-	case strings.Contains(spec, "://") && !strings.HasPrefix(spec, "dir://"):
-		scheme, _, _ := strings.Cut(spec, "://")
-		return "", cleanup, fmt.Errorf("--context %s: %s:// contexts are not supported (use dir://, tar:// or git://)", spec, scheme)
 	default:
-		dir = strings.TrimPrefix(spec, "dir://")
+		dir = rest
 		fi, err := os.Stat(dir)
 		if err != nil {
 			return "", cleanup, fmt.Errorf("--context %s: %w", spec, err)
@@ -63,6 +64,24 @@ func (ko *kanikoOptions) resolveContext(ctx context.Context, stdin io.Reader, ge
 		dir = sub
 	}
 	return dir, cleanup, nil
+}
+
+// contextSource splits kaniko's --context into its kind (dir, tar or git)
+// and the rest: a directory, a tar file or "stdin", or git's HOST/PATH#REF.
+// A bare path is a directory.
+func contextSource(spec string) (kind, rest string, err error) {
+	switch {
+	case strings.HasPrefix(spec, "tar://"):
+		return "tar", strings.TrimPrefix(spec, "tar://"), nil
+	case strings.HasPrefix(spec, "git://"):
+		return "git", strings.TrimPrefix(spec, "git://"), nil
+	case strings.HasPrefix(spec, "dir://"):
+		return "dir", strings.TrimPrefix(spec, "dir://"), nil
+	case strings.Contains(spec, "://"):
+		scheme, _, _ := strings.Cut(spec, "://")
+		return "", "", fmt.Errorf("--context %s: %s:// contexts are not supported (use dir://, tar:// or git://)", redactURL(spec), scheme)
+	}
+	return "dir", spec, nil
 }
 
 // extractContext unpacks a (gzip, zstd or plain) tar into a new directory
@@ -91,20 +110,9 @@ func extractContext(ctx context.Context, r io.Reader) (string, func(), error) {
 // credentials come from GIT_TOKEN or GIT_USERNAME/GIT_PASSWORD; they are put
 // in the URL given to git (never on a command line visible in logs here).
 func cloneContext(ctx context.Context, spec string, gitOpts []string, getenv func(string) string) (string, func(), error) {
-	repo, rest, _ := strings.Cut(spec, "#")
-	ref, commit, _ := strings.Cut(rest, "#")
-	scheme := "https"
-	if getenv("GIT_PULL_METHOD") == "http" {
-		scheme = "http"
-	}
-	u, err := url.Parse(scheme + "://" + repo)
+	u, ref, commit, err := gitContextURL(spec, getenv)
 	if err != nil {
 		return "", func() {}, err
-	}
-	if tok := getenv("GIT_TOKEN"); tok != "" {
-		u.User = url.UserPassword(tok, "x-oauth-basic")
-	} else if user := getenv("GIT_USERNAME"); user != "" {
-		u.User = url.UserPassword(user, getenv("GIT_PASSWORD"))
 	}
 	opts := map[string]string{}
 	for _, o := range gitOpts {
@@ -167,13 +175,34 @@ func cloneContext(ctx context.Context, spec string, gitOpts []string, getenv fun
 	return dir, cleanup, nil
 }
 
-// redactURL hides the password part of any URL in s.
-func redactURL(s string) string {
-	fields := strings.Fields(s)
-	for _, f := range fields {
-		if u, err := url.Parse(f); err == nil && u.User != nil {
-			s = strings.ReplaceAll(s, f, u.Redacted())
-		}
+// gitContextURL turns kaniko's git context HOST/PATH[#REF[#COMMIT]] into the
+// URL to clone, with the credentials from GIT_TOKEN or
+// GIT_USERNAME/GIT_PASSWORD.
+func gitContextURL(spec string, getenv func(string) string) (u *url.URL, ref, commit string, err error) {
+	repo, rest, _ := strings.Cut(spec, "#")
+	ref, commit, _ = strings.Cut(rest, "#")
+	scheme := "https"
+	if getenv("GIT_PULL_METHOD") == "http" {
+		scheme = "http"
 	}
-	return s
+	if u, err = url.Parse(scheme + "://" + repo); err != nil {
+		// url's error quotes the whole URL, which may hold a user:password.
+		return nil, "", "", fmt.Errorf("git context %s is not a valid URL", redactURL(repo))
+	}
+	if tok := getenv("GIT_TOKEN"); tok != "" {
+		u.User = url.UserPassword(tok, "x-oauth-basic")
+	} else if user := getenv("GIT_USERNAME"); user != "" {
+		u.User = url.UserPassword(user, getenv("GIT_PASSWORD"))
+	}
+	return u, ref, commit, nil
+}
+
+// userinfo is the "user:password@" of a URL in free text (git quotes URLs in
+// its messages, so URL parsing of whitespace-separated words is not enough).
+var userinfo = regexp.MustCompile(`([A-Za-z][A-Za-z0-9+.-]*://)[^/\s?#'"]*@`)
+
+// redactURL hides the user information of any URL in s: with GIT_TOKEN the
+// token is the user name, so the password alone is not enough.
+func redactURL(s string) string {
+	return userinfo.ReplaceAllString(s, "${1}xxxxx@")
 }
