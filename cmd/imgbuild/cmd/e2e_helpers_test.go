@@ -92,6 +92,9 @@ func TestMain(m *testing.M) {
 	if e2eStop != nil {
 		e2eStop()
 	}
+	if hostileEnv.s != nil {
+		hostileEnv.s.Remove()
+	}
 	os.RemoveAll(dir)
 	os.Exit(code)
 }
