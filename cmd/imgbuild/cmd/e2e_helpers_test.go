@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -78,6 +79,15 @@ func setup(t *testing.T) e2e {
 var binary string
 
 func TestMain(m *testing.M) {
+	// Fuzzing (hack/fuzz.sh) runs TestMain in every worker; the fuzz
+	// targets do not run the binary, so skip building it.
+	flag.Parse()
+	if f := flag.Lookup("test.fuzz"); f != nil && f.Value.String() != "" {
+		os.Exit(m.Run())
+	}
+	if f := flag.Lookup("test.fuzzworker"); f != nil && f.Value.String() == "true" {
+		os.Exit(m.Run())
+	}
 	dir, err := os.MkdirTemp("", "imgbuild-e2e-")
 	if err != nil {
 		panic(err)
