@@ -8,6 +8,9 @@ GO_BUILD_FLAGS ?= -trimpath
 # `imgbuild version` reports the commit it was built from.
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo unknown)
 TEST_TIMEOUT ?= 20m
+# How long each go test -fuzz target runs: `make fuzz` and, shorter, `make test`.
+FUZZTIME ?= 10s
+TEST_FUZZTIME ?= 3s
 CA_BUNDLE ?= /etc/ssl/certs/ca-certificates.crt
 
 .DEFAULT_GOAL := help
@@ -41,6 +44,11 @@ demo: build runc ## Build and push testdata/demo to a local registry, then show 
 test: deps build runc ## Vet and run all tests with -race (set CI=true to fail on missing prerequisites)
 	$(GO) vet ./...
 	PATH="$(BIN):$$PATH" $(GO) test -race -count=1 -timeout $(TEST_TIMEOUT) ./...
+	FUZZTIME=$(TEST_FUZZTIME) GO=$(GO) hack/fuzz.sh
+
+.PHONY: fuzz
+fuzz: ## Fuzz the flag parsers, FUZZTIME (default 10s) per target (hack/fuzz.sh)
+	FUZZTIME=$(FUZZTIME) GO=$(GO) hack/fuzz.sh
 
 # Not part of test: it takes tens of minutes and its figures depend on the
 # machine. BENCH_RUNS=1 BENCH_WORKLOADS=small make bench is the quick mode.

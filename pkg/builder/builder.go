@@ -293,9 +293,9 @@ func (b *Builder) Build(ctx context.Context, req Request) (*Result, error) {
 
 	attachables := []session.Attachable{authProvider(b.opts.keychain)}
 	if len(req.Secrets) > 0 {
-		sp, err := build.ParseSecret(req.Secrets)
+		sp, err := parseSecrets(req.Secrets)
 		if err != nil {
-			return nil, fmt.Errorf("--secret: %w", err)
+			return nil, err
 		}
 		attachables = append(attachables, sp)
 	}
@@ -330,7 +330,7 @@ func (b *Builder) Build(ctx context.Context, req Request) (*Result, error) {
 	for attempt := 0; ; attempt++ {
 		display, err := progressui.NewDisplay(out, progressui.DisplayMode(mode))
 		if err != nil {
-			return nil, fmt.Errorf("--progress %s: %w", mode, err)
+			return nil, fmt.Errorf("progress mode %q: %w", mode, err)
 		}
 		ch := make(chan *client.SolveStatus)
 		displayDone := make(chan []client.VertexWarning, 1)
@@ -432,7 +432,7 @@ func (b *Builder) checkFrontend(dfName string, df []byte, args map[string]string
 	if line > 0 {
 		where = fmt.Sprintf("%s:%d", dfName, line)
 	}
-	return fmt.Errorf("%s: external frontend %q refused: imgbuild runs its built-in Dockerfile frontend; use --allow-external-frontend to pull and run %s", where, ref, ref)
+	return &ExternalFrontendError{Where: where, Ref: ref}
 }
 
 // exportAttrs are the OCI exporter's settings. With SOURCE_DATE_EPOCH set,
@@ -446,4 +446,20 @@ func exportAttrs(req Request) map[string]string {
 	}
 	req.Compression.attrs(attrs)
 	return attrs
+}
+
+// parseSecrets parses the secret specs ("id=ID,src=PATH", "id=ID,env=VAR"). Each is checked on its own first so
+// that an error names the value at fault (the values hold ids and paths,
+// never the secrets themselves).
+func parseSecrets(values []string) (session.Attachable, error) {
+	for _, v := range values {
+		if _, err := build.ParseSecret([]string{v}); err != nil {
+			return nil, fmt.Errorf("secret %q: %w", v, err)
+		}
+	}
+	sp, err := build.ParseSecret(values)
+	if err != nil {
+		return nil, fmt.Errorf("secrets: %w", err)
+	}
+	return sp, nil
 }

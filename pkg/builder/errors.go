@@ -75,3 +75,17 @@ func buildError(err error, dockerfile string) error {
 	be.Snippet = snippet.String()
 	return be
 }
+
+// ExternalFrontendError is a Dockerfile whose syntax directive (or
+// BUILDKIT_SYNTAX build arg) names a frontend image other than
+// docker/dockerfile while external frontends are not allowed
+// ([WithExternalFrontends]).
+type ExternalFrontendError struct {
+	Where string // FILE:LINE, or the build arg
+	Ref   string // the frontend image
+}
+
+// Error implements error.
+func (e *ExternalFrontendError) Error() string {
+	return fmt.Sprintf("%s: external frontend %q refused: imgbuild runs its built-in Dockerfile frontend", e.Where, e.Ref)
+}

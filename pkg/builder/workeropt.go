@@ -12,7 +12,9 @@ import (
 	"strconv"
 	"sync"
 
+	"github.com/containerd/containerd/v2/core/diff"
 	ctdmetadata "github.com/containerd/containerd/v2/core/metadata"
+	"github.com/containerd/containerd/v2/core/mount"
 	ctdsnapshot "github.com/containerd/containerd/v2/core/snapshots"
 	"github.com/containerd/containerd/v2/plugins/content/local"
 	"github.com/containerd/containerd/v2/plugins/diff/walking"
@@ -149,7 +151,7 @@ func newWorkerOpt(wd statedir.Worker, snFactory runc.SnapshotterFactory, rootles
 		Executor:         newWatchedExecutor(exe, root, binary),
 		Snapshotter:      containerdsnapshot.NewSnapshotter(snFactory.Name, sn, "buildkit", nil),
 		ContentStore:     c,
-		Applier:          winlayers.NewFileSystemApplierWithWindows(c, &limitApplier{cs: c, limits: limits, sizes: sizes}),
+		Applier:          layerApplier{winlayers.NewFileSystemApplierWithWindows(c, &limitApplier{cs: c, limits: limits, sizes: sizes})},
 		Differ:           winlayers.NewWalkingDiffWithWindows(c, walking.NewWalkingDiff(c)),
 		Platforms:        []ocispecs.Platform{platforms.Normalize(platforms.DefaultSpec())},
 		LeaseManager:     leaseutil.WithNamespace(ctdmetadata.NewLeaseManager(mdb), "buildkit"),
@@ -210,4 +212,18 @@ func (l *lazyProxyProvider) Close() error {
 		return nil
 	}
 	return l.p.Close()
+}
+
+// layerApplier names the layer in extraction errors: containerd's own say
+// only "unexpected EOF" or "invalid whiteout name", which leaves a user
+// with a hostile or corrupt base image no way to tell which blob it was.
+type layerApplier struct{ diff.Applier }
+
+// Apply implements diff.Applier.
+func (a layerApplier) Apply(ctx context.Context, desc ocispecs.Descriptor, mounts []mount.Mount, opts ...diff.ApplyOpt) (ocispecs.Descriptor, error) {
+	d, err := a.Applier.Apply(ctx, desc, mounts, opts...)
+	if err != nil {
+		return d, fmt.Errorf("extracting layer %s: %w", desc.Digest, err)
+	}
+	return d, nil
 }

@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 
 	"github.com/containerd/containerd/v2/pkg/archive"
@@ -42,12 +43,15 @@ func FetchContext(ctx context.Context, spec string, o ContextOptions) (dir strin
 	if o.Getenv == nil {
 		o.Getenv = os.Getenv
 	}
-	switch {
-	case strings.HasPrefix(spec, "tar://"):
-		src := strings.TrimPrefix(spec, "tar://")
+	kind, rest, err := contextSource(spec)
+	if err != nil {
+		return "", cleanup, err
+	}
+	switch kind {
+	case "tar":
 		r := o.Stdin
-		if src != "stdin" {
-			f, err := os.Open(src)
+		if rest != "stdin" {
+			f, err := os.Open(rest)
 			if err != nil {
 				return "", cleanup, fmt.Errorf("%s: %w", spec, err)
 			}
@@ -60,16 +64,13 @@ func FetchContext(ctx context.Context, spec string, o ContextOptions) (dir strin
 		if err != nil {
 			return "", cleanup, fmt.Errorf("%s: %w", spec, err)
 		}
-	case strings.HasPrefix(spec, "git://"):
-		dir, cleanup, err = cloneContext(ctx, strings.TrimPrefix(spec, "git://"), o.Git, o.Getenv)
+	case "git":
+		dir, cleanup, err = cloneContext(ctx, rest, o.Git, o.Getenv)
 		if err != nil {
 			return "", cleanup, fmt.Errorf("%s: %w", redactURL(spec), err)
 		}
-	case strings.Contains(spec, "://") && !strings.HasPrefix(spec, "dir://"):
-		scheme, _, _ := strings.Cut(spec, "://")
-		return "", cleanup, fmt.Errorf("%s: %s:// contexts are not supported (use dir://, tar:// or git://)", spec, scheme)
 	default:
-		dir = strings.TrimPrefix(spec, "dir://")
+		dir = rest
 		fi, err := os.Stat(dir)
 		if err != nil {
 			return "", cleanup, fmt.Errorf("%s: %w", spec, err)
@@ -95,6 +96,24 @@ type SubPathError struct{ SubPath string }
 // Error implements error.
 func (e *SubPathError) Error() string {
 	return fmt.Sprintf("%s: no such directory in the context", e.SubPath)
+}
+
+// contextSource splits kaniko's --context into its kind (dir, tar or git)
+// and the rest: a directory, a tar file or "stdin", or git's HOST/PATH#REF.
+// A bare path is a directory.
+func contextSource(spec string) (kind, rest string, err error) {
+	switch {
+	case strings.HasPrefix(spec, "tar://"):
+		return "tar", strings.TrimPrefix(spec, "tar://"), nil
+	case strings.HasPrefix(spec, "git://"):
+		return "git", strings.TrimPrefix(spec, "git://"), nil
+	case strings.HasPrefix(spec, "dir://"):
+		return "dir", strings.TrimPrefix(spec, "dir://"), nil
+	case strings.Contains(spec, "://"):
+		scheme, _, _ := strings.Cut(spec, "://")
+		return "", "", fmt.Errorf("%s: %s:// contexts are not supported (use dir://, tar:// or git://)", redactURL(spec), scheme)
+	}
+	return "dir", spec, nil
 }
 
 // extractContext unpacks a (gzip, zstd or plain) tar into a new directory
@@ -123,20 +142,9 @@ func extractContext(ctx context.Context, r io.Reader) (string, func(), error) {
 // credentials come from GIT_TOKEN or GIT_USERNAME/GIT_PASSWORD; they are put
 // in the URL given to git (never on a command line visible in logs here).
 func cloneContext(ctx context.Context, spec string, gitOpts []string, getenv func(string) string) (string, func(), error) {
-	repo, rest, _ := strings.Cut(spec, "#")
-	ref, commit, _ := strings.Cut(rest, "#")
-	scheme := "https"
-	if getenv("GIT_PULL_METHOD") == "http" {
-		scheme = "http"
-	}
-	u, err := url.Parse(scheme + "://" + repo)
+	u, ref, commit, err := gitContextURL(spec, getenv)
 	if err != nil {
 		return "", func() {}, err
-	}
-	if tok := getenv("GIT_TOKEN"); tok != "" {
-		u.User = url.UserPassword(tok, "x-oauth-basic")
-	} else if user := getenv("GIT_USERNAME"); user != "" {
-		u.User = url.UserPassword(user, getenv("GIT_PASSWORD"))
 	}
 	opts := map[string]string{}
 	for _, o := range gitOpts {
@@ -199,13 +207,34 @@ func cloneContext(ctx context.Context, spec string, gitOpts []string, getenv fun
 	return dir, cleanup, nil
 }
 
-// redactURL hides the password part of any URL in s.
-func redactURL(s string) string {
-	fields := strings.Fields(s)
-	for _, f := range fields {
-		if u, err := url.Parse(f); err == nil && u.User != nil {
-			s = strings.ReplaceAll(s, f, u.Redacted())
-		}
+// gitContextURL turns kaniko's git context HOST/PATH[#REF[#COMMIT]] into the
+// URL to clone, with the credentials from GIT_TOKEN or
+// GIT_USERNAME/GIT_PASSWORD.
+func gitContextURL(spec string, getenv func(string) string) (u *url.URL, ref, commit string, err error) {
+	repo, rest, _ := strings.Cut(spec, "#")
+	ref, commit, _ = strings.Cut(rest, "#")
+	scheme := "https"
+	if getenv("GIT_PULL_METHOD") == "http" {
+		scheme = "http"
 	}
-	return s
+	if u, err = url.Parse(scheme + "://" + repo); err != nil {
+		// url's error quotes the whole URL, which may hold a user:password.
+		return nil, "", "", fmt.Errorf("git context %s is not a valid URL", redactURL(repo))
+	}
+	if tok := getenv("GIT_TOKEN"); tok != "" {
+		u.User = url.UserPassword(tok, "x-oauth-basic")
+	} else if user := getenv("GIT_USERNAME"); user != "" {
+		u.User = url.UserPassword(user, getenv("GIT_PASSWORD"))
+	}
+	return u, ref, commit, nil
+}
+
+// userinfo is the "user:password@" of a URL in free text (git quotes URLs in
+// its messages, so URL parsing of whitespace-separated words is not enough).
+var userinfo = regexp.MustCompile(`([A-Za-z][A-Za-z0-9+.-]*://)[^/\s?#'"]*@`)
+
+// redactURL hides the user information of any URL in s: with GIT_TOKEN the
+// token is the user name, so the password alone is not enough.
+func redactURL(s string) string {
+	return userinfo.ReplaceAllString(s, "${1}xxxxx@")
 }

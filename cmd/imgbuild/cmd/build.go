@@ -302,6 +302,10 @@ func runBuild(cmd *cobra.Command, ro *rootOptions, bo *buildOptions, contextDir 
 	defer b.Close()
 
 	res, err := b.Build(ctx, p.req)
+	var fe *builder.ExternalFrontendError
+	if errors.As(err, &fe) {
+		return fmt.Errorf("%w; use --allow-external-frontend to pull and run %s", err, fe.Ref)
+	}
 	if err != nil {
 		return err
 	}

@@ -114,6 +114,9 @@ func TestMain(m *testing.M) {
 	if e2eStop != nil {
 		e2eStop()
 	}
+	if hostileEnv.s != nil {
+		hostileEnv.s.Remove()
+	}
 	if binaryDir != "" {
 		os.RemoveAll(binaryDir)
 	}

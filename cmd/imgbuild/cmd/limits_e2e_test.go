@@ -94,12 +94,12 @@ func filesNamed(t *testing.T, root, base string) []string {
 	return out
 }
 
-// TestHostileBaseImages builds FROM images made to exhaust the builder:
+// TestLimitsHostileBaseImages builds FROM images made to exhaust the builder:
 // a layer that expands 1000:1, layers that together pass the image bound, a
 // huge manifest, a huge config and too many layers. Each build fails naming
 // the layer or manifest and the limit, pushes nothing, and leaves no part of
 // a refused layer in the state dir.
-func TestHostileBaseImages(t *testing.T) {
+func TestLimitsHostileBaseImages(t *testing.T) {
 	e := setup(t)
 	const mb = 1 << 20
 	bomb := zeroLayer(t, "bomb", 50*mb)
