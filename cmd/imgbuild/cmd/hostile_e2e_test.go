@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -400,10 +401,18 @@ func TestHostileBaseImages(t *testing.T) {
 		digest := h.layers["garbage"].String()
 		p.SetFault(func(w http.ResponseWriter, r *http.Request, n int) bool {
 			if testutil.RequestKind(r) == "GET blob" && strings.HasSuffix(r.URL.Path, digest) && n <= 2 {
-				// Claim the full length, send half, close.
-				w.Header().Set("Content-Length", "100000")
+				// Claim the full length, send the first half of the
+				// real blob, close: a connection cut mid-blob.
+				resp, err := http.Get("http://" + e.registry + r.URL.Path)
+				if err != nil {
+					t.Errorf("fetching the blob behind the proxy: %v", err)
+					return false
+				}
+				b, _ := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				w.Header().Set("Content-Length", strconv.Itoa(len(b)))
 				w.WriteHeader(http.StatusOK)
-				_, _ = w.Write(make([]byte, 10))
+				_, _ = w.Write(b[:len(b)/2])
 				return true
 			}
 			return false
