@@ -44,7 +44,7 @@ demo: build runc ## Build and push testdata/demo to a local registry, then show 
 test: deps build runc ## Vet and run all tests with -race (set CI=true to fail on missing prerequisites)
 	$(GO) vet ./...
 	PATH="$(BIN):$$PATH" $(GO) test -race -count=1 -timeout $(TEST_TIMEOUT) ./...
-	FUZZTIME=$(TEST_FUZZTIME) GO=$(GO) hack/fuzz.sh
+	FUZZTIME=$(TEST_FUZZTIME) FUZZ_PACKAGES=./pkg/kaniko GO=$(GO) hack/fuzz.sh
 
 .PHONY: fuzz
 fuzz: ## Fuzz the flag parsers, FUZZTIME (default 10s) per target (hack/fuzz.sh)

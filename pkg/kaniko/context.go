@@ -1,7 +1,7 @@
 // Package kaniko holds kaniko's conventions that are more than flag names:
-// its build context specs (directories, tarballs, git repositories) and how
-// its registry-wide switches find the registries a Dockerfile pulls from.
-// The flags themselves are mapped in the CLI; nothing here imports it.
+// its build context specs (directories, tarballs, git repositories). The
+// flags themselves are mapped in the CLI; nothing here imports it, nor
+// BuildKit.
 package kaniko
 
 import (

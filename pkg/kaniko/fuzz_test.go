@@ -31,7 +31,7 @@ func FuzzContextSpec(f *testing.F) {
 		}
 		env := map[string]string{"GIT_TOKEN": token}
 		u, _, _, err := gitContextURL(rest, func(k string) string { return env[k] })
-		secret := len(token) >= 6 && strings.Trim(token, "abcdefghijklmnopqrstuvwxyz0123456789-") == ""
+		secret := len(token) >= 6 && strings.Trim(token, "abcdefghijklmnopqrstuvwxyz0123456789-") == "" && !strings.Contains(spec, token) // a token that is part of the spec, say of the host, is no leak
 		if err != nil {
 			if secret && strings.Contains(err.Error(), token) {
 				t.Errorf("error for %q names the token: %v", spec, err)

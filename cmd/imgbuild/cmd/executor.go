@@ -243,7 +243,7 @@ func (ko *kanikoOptions) toBuild(bo *buildOptions, contextDir string, lookupEnv 
 	}
 	var pullHosts []string
 	if ko.insecurePull || ko.skipTLSPull {
-		pullHosts = kaniko.BaseRegistries(bo.file, ko.buildArgs, lookupEnv)
+		pullHosts = builder.BaseRegistries(bo.file, ko.buildArgs, lookupEnv)
 	}
 	if ko.insecurePush {
 		bo.reg.insecure = append(bo.reg.insecure, pushHosts...)

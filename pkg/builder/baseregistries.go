@@ -1,17 +1,16 @@
-package kaniko
+package builder
 
 import (
 	"os"
 	"strings"
 
-	"github.com/imgbuild/imgbuild/pkg/builder"
 	"github.com/imgbuild/imgbuild/pkg/registry"
 )
 
 // BaseRegistries lists the registries of the Dockerfile's FROM images, with
 // ARG defaults and buildArgs ("K=V", or a bare "K" read through lookupEnv)
-// substituted: kaniko's --insecure-pull and --skip-tls-verify-pull name no
-// host, so they apply to these. A Dockerfile that cannot be read or parsed
+// substituted (see [BaseImages]): kaniko's --insecure-pull and
+// --skip-tls-verify-pull name no host, so they apply to these. A Dockerfile that cannot be read or parsed
 // gives none; the build reports it.
 func BaseRegistries(dockerfile string, buildArgs []string, lookupEnv func(string) (string, bool)) []string {
 	b, err := os.ReadFile(dockerfile)
@@ -26,7 +25,7 @@ func BaseRegistries(dockerfile string, buildArgs []string, lookupEnv func(string
 		}
 		args[k] = v
 	}
-	images, err := builder.BaseImages(b, args)
+	images, err := BaseImages(b, args)
 	if err != nil {
 		return nil
 	}
