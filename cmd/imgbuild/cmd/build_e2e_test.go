@@ -1,8 +1,12 @@
 package cmd
 
 import (
+	"archive/tar"
 	"bytes"
+	"cmp"
 	"encoding/json"
+	"errors"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -436,5 +440,68 @@ func TestBuildSnapshotters(t *testing.T) {
 				t.Errorf("mounts of %s left behind", root)
 			}
 		})
+	}
+}
+
+// TestBuildCopyFromDevices copies a block and a character device from
+// another stage: each keeps its type and numbers in the pushed layer.
+//
+// It fails until tonistiigi/fsutil is fixed: copy/copy_nowindows.go
+// copyDevice clears S_IFSOCK's bits (0o140000) from the mode to turn sockets
+// into stub files, which also clears one of S_IFBLK's (0o060000), leaving
+// S_IFCHR. BuildKit's file op calls it with no hook of ours in between.
+func TestBuildCopyFromDevices(t *testing.T) {
+	e := setup(t)
+	dir := writeContext(t, map[string]string{"Dockerfile": `ARG BASE
+FROM ${BASE} AS dev
+RUN mknod /dev-b b 8 0 && mknod /dev-c c 1 3
+FROM ${BASE}
+COPY --from=dev /dev-b /dev-c /out/
+`})
+	root := t.TempDir()
+	want := map[string]struct {
+		typ          byte
+		major, minor int64
+	}{"dev-b": {tar.TypeBlock, 8, 0}, "dev-c": {tar.TypeChar, 1, 3}}
+	for _, tc := range []struct{ target, dir string }{{"dev", ""}, {"", "out/"}} {
+		ref := e.registry + "/e2e/devices:" + cmp.Or(tc.target, "final")
+		args := []string{"-t", ref, "--push", dir}
+		if tc.target != "" {
+			args = append([]string{"--target", tc.target}, args...)
+		}
+		if r := e.build(t, root, args...); r.code != 0 {
+			t.Fatal(r.stderr)
+		}
+		layers, err := pull(t, ref).Layers()
+		if err != nil {
+			t.Fatal(err)
+		}
+		rc, err := layers[len(layers)-1].Uncompressed()
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := map[string]*tar.Header{}
+		tr := tar.NewReader(rc)
+		for {
+			h, err := tr.Next()
+			if errors.Is(err, io.EOF) {
+				break
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			got[strings.TrimPrefix(filepath.Clean("/"+h.Name), "/")] = h
+		}
+		rc.Close()
+		for name, w := range want {
+			h := got[tc.dir+name]
+			if h == nil {
+				t.Errorf("%s: no %s in the last layer", ref, tc.dir+name)
+				continue
+			}
+			if h.Typeflag != w.typ || h.Devmajor != w.major || h.Devminor != w.minor {
+				t.Errorf("%s: %s is type %q %d:%d, want type %q %d:%d", ref, h.Name, h.Typeflag, h.Devmajor, h.Devminor, w.typ, w.major, w.minor)
+			}
+		}
 	}
 }
