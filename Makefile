@@ -57,10 +57,12 @@ bench: build runc ## Benchmark imgbuild against buildkitd+buildctl and buildah (
 	hack/bench/bench.sh
 
 .PHONY: lint
-lint: ## Check gofmt and go vet
-	@out="$$(gofmt -l $$(find . -name '*.go' -not -path './bin/*'))"; \
+lint: ## gofmt, go vet and golangci-lint (errcheck, errorlint, staticcheck, unused; .golangci.yml), built into bin/ on first use
+	@out="$$(gofmt -l $$(find . -name '*.go' -not -path './bin/*' -not -path './third_party/*'))"; \
 	if [ -n "$$out" ]; then echo "gofmt needed on:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
+	@hack/install-lint.sh
+	$(BIN)/golangci-lint run ./...
 
 .PHONY: clean
 clean: ## Remove bin/

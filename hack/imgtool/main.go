@@ -47,12 +47,12 @@ func main() {
 
 func run(ctx context.Context, args []string, out io.Writer) error {
 	if len(args) == 0 {
-		return errors.New("no command\n" + usage)
+		return errors.New("no command\n" + usage) //nolint:staticcheck // the usage follows the message
 	}
 	switch args[0] {
 	case "push-busybox":
 		if len(args) != 2 {
-			return errors.New("push-busybox takes one REF\n" + usage)
+			return errors.New("push-busybox takes one REF\n" + usage) //nolint:staticcheck // the usage follows the message
 		}
 		img, err := testutil.BusyboxImage()
 		if err != nil {
@@ -69,7 +69,7 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 		return nil
 	case "push-rootfs":
 		if len(args) != 3 {
-			return errors.New("push-rootfs takes a TAR and a REF\n" + usage)
+			return errors.New("push-rootfs takes a TAR and a REF\n" + usage) //nolint:staticcheck // the usage follows the message
 		}
 		return pushRootfs(ctx, args[1], args[2], out)
 	case "show":
@@ -91,7 +91,7 @@ func show(ctx context.Context, args []string, out io.Writer) error {
 		return err
 	}
 	if fset.NArg() == 0 {
-		return errors.New("show takes a REF\n" + usage)
+		return errors.New("show takes a REF\n" + usage) //nolint:staticcheck // the usage follows the message
 	}
 	refStr := fset.Arg(0)
 	if err := fset.Parse(fset.Args()[1:]); err != nil {

@@ -93,7 +93,9 @@ func UserNamespaceChildInit() {
 	// there, to get them back.
 	self, err := os.Executable()
 	if err == nil {
-		os.Setenv(usernsEnv, "2")
+		err = os.Setenv(usernsEnv, "2")
+	}
+	if err == nil {
 		err = syscall.Exec(self, os.Args, os.Environ())
 	}
 	fmt.Fprintf(os.Stderr, "ERROR: re-executing in the user namespace: %v\n", err)
@@ -172,13 +174,16 @@ func RunInUserNamespace(ctx context.Context, args []string, env []string, warn f
 	r.Close()
 	if plan.helpers && plan.identity == nil {
 		if err := writeIDMaps(cmd.Process.Pid, plan); err != nil {
-			w.Write([]byte("0"))
+			// The child exits on "0" (or on the pipe's close).
+			_, _ = w.Write([]byte("0"))
 			w.Close()
-			cmd.Wait()
+			_ = cmd.Wait()
 			return 1, err
 		}
 	}
-	w.Write([]byte("1"))
+	// A failed write closes the pipe, on which the child exits: its
+	// status below says so.
+	_, _ = w.Write([]byte("1"))
 	w.Close()
 	err = cmd.Wait()
 	var ee *exec.ExitError

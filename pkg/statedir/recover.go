@@ -103,7 +103,7 @@ func checkDatabase(path string) (err error) {
 	if err != nil {
 		return err
 	}
-	defer db.Close()
+	defer func() { _ = db.Close() }() // read-only: nothing to lose
 	return db.View(func(tx *bolt.Tx) error {
 		var errs []error
 		for e := range tx.Check() {

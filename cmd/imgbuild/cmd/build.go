@@ -257,7 +257,7 @@ func parseOutput(s string, insecure []string) (output, error) {
 	return out, nil
 }
 
-func runBuild(cmd *cobra.Command, ro *rootOptions, bo *buildOptions, contextDir string) error {
+func runBuild(cmd *cobra.Command, ro *rootOptions, bo *buildOptions, contextDir string) (err error) {
 	ctx := cmd.Context()
 	p, err := bo.plan(contextDir, cmd.InOrStdin(), os.LookupEnv)
 	if err != nil {
@@ -299,7 +299,7 @@ func runBuild(cmd *cobra.Command, ro *rootOptions, bo *buildOptions, contextDir 
 		err = insecureRuncHint(err, cmd.Flags().Lookup("allow-insecure-runc") != nil)
 		return stateDirHint(err, cmd.Flags().Lookup("snapshotter") != nil)
 	}
-	defer b.Close()
+	defer closeBuilder(b, &err)
 
 	res, err := b.Build(ctx, p.req)
 	var fe *builder.ExternalFrontendError

@@ -53,7 +53,7 @@ type duReport struct {
 	ImageStore  int64                  `json:"imageStore"`
 }
 
-func runDu(cmd *cobra.Command, ro *rootOptions, do *duOptions) error {
+func runDu(cmd *cobra.Command, ro *rootOptions, do *duOptions) (err error) {
 	if do.format != "table" && do.format != "json" {
 		return fmt.Errorf("--format %q: want table or json", do.format)
 	}
@@ -61,7 +61,7 @@ func runDu(cmd *cobra.Command, ro *rootOptions, do *duOptions) error {
 	if err != nil {
 		return err
 	}
-	defer b.Close()
+	defer closeBuilder(b, &err)
 	recs, err := b.DiskUsage(cmd.Context())
 	if err != nil {
 		return err

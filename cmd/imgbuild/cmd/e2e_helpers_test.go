@@ -99,7 +99,7 @@ func needBinary(t testing.TB) {
 		build := exec.Command("go", "build", "-o", out, "github.com/imgbuild/imgbuild/cmd/imgbuild")
 		build.Env = append(os.Environ(), "CGO_ENABLED=0")
 		if b, err := build.CombinedOutput(); err != nil {
-			binaryErr = fmt.Errorf("building imgbuild: %v\n%s", err, b)
+			binaryErr = fmt.Errorf("building imgbuild: %w\n%s", err, b)
 			return
 		}
 		binary = out

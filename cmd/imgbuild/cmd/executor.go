@@ -36,7 +36,6 @@ type kanikoOptions struct {
 	target         string
 	labels         []string
 	customPlatform string
-	insecureReg    []string
 	verbosity      string
 	logFormat      string
 	logTimestamp   bool

@@ -45,9 +45,9 @@ func TestImageRunsAsPod(t *testing.T) {
 	mustCopy(t, binary, filepath.Join(imgCtx, "bin", "imgbuild"), 0o755)
 	mustCopy(t, e.runc, filepath.Join(imgCtx, "bin", "runc"), 0o755)
 	mustCopy(t, "/etc/ssl/certs/ca-certificates.crt", filepath.Join(imgCtx, "bin", "ca-certificates.crt"), 0o644)
-	if out, err := exec.Command("cp", "-a", filepath.Join(e.repo, "hack", "image"), filepath.Join(imgCtx, "hack", "image")).CombinedOutput(); err != nil {
+	if _, err := exec.Command("cp", "-a", filepath.Join(e.repo, "hack", "image"), filepath.Join(imgCtx, "hack", "image")).CombinedOutput(); err != nil {
 		os.MkdirAll(filepath.Join(imgCtx, "hack"), 0o755)
-		if out, err = exec.Command("cp", "-a", filepath.Join(e.repo, "hack", "image"), filepath.Join(imgCtx, "hack")).CombinedOutput(); err != nil {
+		if out, err := exec.Command("cp", "-a", filepath.Join(e.repo, "hack", "image"), filepath.Join(imgCtx, "hack")).CombinedOutput(); err != nil {
 			t.Fatalf("copying hack/image: %v %s", err, out)
 		}
 	}

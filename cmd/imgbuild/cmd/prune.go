@@ -136,7 +136,7 @@ func (po *pruneOptions) pruneRequest() (statedir.PruneOptions, error) {
 	return req, nil
 }
 
-func runPrune(cmd *cobra.Command, ro *rootOptions, po *pruneOptions) error {
+func runPrune(cmd *cobra.Command, ro *rootOptions, po *pruneOptions) (err error) {
 	req, err := po.pruneRequest()
 	if err != nil {
 		return err
@@ -145,7 +145,7 @@ func runPrune(cmd *cobra.Command, ro *rootOptions, po *pruneOptions) error {
 	if err != nil {
 		return err
 	}
-	defer b.Close()
+	defer closeBuilder(b, &err)
 	removed, imageBytes, err := b.Prune(cmd.Context(), req)
 	out := cmd.OutOrStdout()
 	var total int64

@@ -220,3 +220,12 @@ func stateDirHint(err error, snapshotterFlag bool) error {
 	fixes = append(fixes, "use another --root")
 	return fmt.Errorf("%w\nto fix: %s", err, strings.Join(fixes, ", or "))
 }
+
+// closeBuilder closes b when a command is done with it and reports a failure
+// to close (the state dir's databases, its lock) unless the command failed
+// already.
+func closeBuilder(b *builder.Builder, err *error) {
+	if cerr := b.Close(); cerr != nil && *err == nil {
+		*err = fmt.Errorf("closing the state dir %s: %w", b.Dir(), cerr)
+	}
+}

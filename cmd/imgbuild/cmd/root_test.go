@@ -47,7 +47,7 @@ func TestStateDirHint(t *testing.T) {
 		t.Errorf("a state dir in use: got %q, want it to end with %q and wrap ErrInUse", inUse, want)
 	}
 	plain := errors.New("other")
-	if got := stateDirHint(plain, true); got != plain {
+	if got := stateDirHint(plain, true); got != plain { //nolint:errorlint // the very same error comes back
 		t.Errorf("another error became %v", got)
 	}
 	if stateDirHint(nil, true) != nil {
@@ -68,11 +68,11 @@ func TestInsecureRuncHint(t *testing.T) {
 	if !errors.Is(err, sandbox.ErrInsecureRunc) {
 		t.Error("the hint does not wrap the error")
 	}
-	if got := insecureRuncHint(refused, false); got != refused {
+	if got := insecureRuncHint(refused, false); got != refused { //nolint:errorlint // the very same error comes back
 		t.Errorf("without the flag the error became %v", got)
 	}
 	plain := errors.New("other")
-	if got := insecureRuncHint(plain, true); got != plain {
+	if got := insecureRuncHint(plain, true); got != plain { //nolint:errorlint // the very same error comes back
 		t.Errorf("another error became %v", got)
 	}
 	if insecureRuncHint(nil, true) != nil {

@@ -36,7 +36,7 @@ import (
 
 func main() {
 	if len(os.Args) < 2 {
-		fatal(errors.New("usage: benchtool measure|proxy|median ..."))
+		fatal(errors.New("usage: benchtool measure|proxy|median"))
 	}
 	var err error
 	switch os.Args[1] {
@@ -318,7 +318,7 @@ func report(raw string, w io.Writer) error {
 				continue
 			}
 			fmt.Fprintf(w, "| %s | %s |", r.wl, r.sc)
-			var ours float64 = math.NaN()
+			ours := math.NaN()
 			if c := cells[cellKey{r.wl, r.sc, "imgbuild"}]; c != nil {
 				ours = medianOf(get(c))
 			}

@@ -268,7 +268,7 @@ func uniq(a, b string) []string {
 func writeRegError(w http.ResponseWriter, status int, code, msg string) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)
-	json.NewEncoder(w).Encode(map[string]any{
+	_ = json.NewEncoder(w).Encode(map[string]any{ // the client hung up
 		"errors": []map[string]string{{"code": code, "message": msg}},
 	})
 }
