@@ -110,20 +110,27 @@ func WatchdogMain() {
 	if n, _ := pipe.Read(b); n == 1 {
 		os.Exit(0) // a normal end: BuildKit ended every container
 	}
-	entries, _ := os.ReadDir(dir)
 	runc := os.Getenv(watchdogRuncEnv)
-	var wg sync.WaitGroup
-	for _, e := range entries {
-		if !e.IsDir() {
-			continue
+	// A second pass catches what a runc killed mid-create made after the
+	// first: a container's cgroup, a bundle dir.
+	for pass := range 2 {
+		if pass > 0 {
+			time.Sleep(500 * time.Millisecond)
 		}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			RemoveHalfCreated(context.Background(), runc, e.Name())
-		}()
+		entries, _ := os.ReadDir(dir)
+		var wg sync.WaitGroup
+		for _, e := range entries {
+			if !e.IsDir() {
+				continue
+			}
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				RemoveHalfCreated(context.Background(), runc, e.Name())
+			}()
+		}
+		wg.Wait()
 	}
-	wg.Wait()
 	os.Exit(0)
 }
 

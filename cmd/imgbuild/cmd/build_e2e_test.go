@@ -47,6 +47,7 @@ CMD ["cat /srv/app/run.txt"]
 `
 
 func TestBuildPushFullConfig(t *testing.T) {
+	t.Parallel()
 	e := setup(t)
 	dir := writeContext(t, map[string]string{
 		"Dockerfile":   fullDockerfile,
@@ -179,6 +180,7 @@ func TestBuildPushFullConfig(t *testing.T) {
 }
 
 func TestBuildMultiStageTarget(t *testing.T) {
+	t.Parallel()
 	e := setup(t)
 	dir := writeContext(t, map[string]string{"Dockerfile": `ARG BASE
 FROM ${BASE} AS compile
@@ -221,6 +223,7 @@ COPY --from=compile /out/artifact /app/artifact
 }
 
 func TestBuildDockerignore(t *testing.T) {
+	t.Parallel()
 	e := setup(t)
 	dir := writeContext(t, map[string]string{
 		"Dockerfile":              "ARG BASE\nFROM ${BASE}\nCOPY . /ctx/\n",
@@ -298,6 +301,7 @@ RUN --mount=type=secret,id=tok --mount=type=secret,id=envtok,env=ENVTOK \
 }
 
 func TestBuildCacheMountReused(t *testing.T) {
+	t.Parallel()
 	e := setup(t)
 	root := t.TempDir()
 	first := writeContext(t, map[string]string{"Dockerfile": `ARG BASE
@@ -321,6 +325,7 @@ RUN --mount=type=cache,target=/cache,id=e2e-cache cp /cache/stamp /seen.txt
 }
 
 func TestBuildCachedRebuild(t *testing.T) {
+	t.Parallel()
 	e := setup(t)
 	root := t.TempDir()
 	dir := writeContext(t, map[string]string{"Dockerfile": "ARG BASE\nFROM ${BASE}\nRUN echo once > /once.txt\n"})
@@ -345,6 +350,7 @@ func TestBuildCachedRebuild(t *testing.T) {
 }
 
 func TestBuildDockerfileFromStdin(t *testing.T) {
+	t.Parallel()
 	e := setup(t)
 	dir := writeContext(t, map[string]string{"in.txt": "from context\n"})
 	ref := e.registry + "/e2e/stdin:v1"
@@ -360,6 +366,7 @@ func TestBuildDockerfileFromStdin(t *testing.T) {
 }
 
 func TestBuildNoOutputPrintsDigest(t *testing.T) {
+	t.Parallel()
 	e := setup(t)
 	dir := writeContext(t, map[string]string{"Dockerfile": "ARG BASE\nFROM ${BASE}\nRUN echo x > /x\n"})
 	root := t.TempDir()
@@ -451,6 +458,7 @@ func TestBuildSnapshotters(t *testing.T) {
 // into stub files, which also clears one of S_IFBLK's (0o060000), leaving
 // S_IFCHR. BuildKit's file op calls it with no hook of ours in between.
 func TestBuildCopyFromDevices(t *testing.T) {
+	t.Parallel()
 	e := setup(t)
 	dir := writeContext(t, map[string]string{"Dockerfile": `ARG BASE
 FROM ${BASE} AS dev

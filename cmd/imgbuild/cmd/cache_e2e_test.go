@@ -58,6 +58,7 @@ func assertRebuiltFromCache(t *testing.T, e e2e, dir, ref, want string, args ...
 // rebuilds an unchanged Dockerfile entirely from a registry cache, in the
 // OCI image-manifest format, with several --cache-from given at once.
 func TestCacheRegistryFreshRunner(t *testing.T) {
+	t.Parallel()
 	e := setup(t)
 	dir := writeContext(t, map[string]string{"Dockerfile": cacheDockerfile, "in.txt": "input\n"})
 	cacheRef := e.registry + "/e2e/cache:buildcache"
@@ -86,6 +87,7 @@ func TestCacheRegistryFreshRunner(t *testing.T) {
 // TestCacheLocalAndInline checks type=local export/import across state dirs
 // and type=inline export imported through the pushed image.
 func TestCacheLocalAndInline(t *testing.T) {
+	t.Parallel()
 	e := setup(t)
 	dir := writeContext(t, map[string]string{"Dockerfile": cacheDockerfile, "in.txt": "local\n"})
 	cacheDir := t.TempDir()
@@ -105,6 +107,7 @@ func TestCacheLocalAndInline(t *testing.T) {
 
 // TestCacheFlagErrors checks that bad cache flags fail before any build.
 func TestCacheFlagErrors(t *testing.T) {
+	t.Parallel()
 	e := setup(t)
 	dir := writeContext(t, map[string]string{"Dockerfile": "ARG BASE\nFROM ${BASE}\n"})
 	for _, args := range [][]string{
@@ -123,6 +126,7 @@ func TestCacheFlagErrors(t *testing.T) {
 // saved by one state dir (--cache-mounts-to) seed another, empty one
 // (--cache-mounts-from), as on ephemeral CI runners.
 func TestCacheMountsAcrossStateDirs(t *testing.T) {
+	t.Parallel()
 	e := setup(t)
 	saved := t.TempDir()
 	first := writeContext(t, map[string]string{"Dockerfile": `ARG BASE

@@ -122,6 +122,7 @@ func checkCompressionFiles(t *testing.T, files []map[string]string) {
 }
 
 func TestCompressionZstdPush(t *testing.T) {
+	t.Parallel()
 	e := setup(t)
 	base := baseLayer(t, e)
 	dir := compressionContext(t)
@@ -161,6 +162,7 @@ func TestCompressionZstdPush(t *testing.T) {
 }
 
 func TestCompressionGzipLevel(t *testing.T) {
+	t.Parallel()
 	e := setup(t)
 	dir := compressionContext(t)
 
@@ -187,6 +189,7 @@ func TestCompressionGzipLevel(t *testing.T) {
 }
 
 func TestExecutorCompressionZstd(t *testing.T) {
+	t.Parallel()
 	e := setup(t)
 	dir := compressionContext(t)
 	dest := e.registry + "/e2e/executor-zstd:v1"
@@ -208,6 +211,7 @@ func TestExecutorCompressionZstd(t *testing.T) {
 // the build starts: a message naming the flag, a non-zero exit, no state
 // dir and nothing pushed.
 func TestCompressionBadValues(t *testing.T) {
+	t.Parallel()
 	e := setup(t)
 	dir := compressionContext(t)
 	for i, tc := range []struct {
@@ -255,6 +259,7 @@ func TestCompressionBadValues(t *testing.T) {
 // TestCompressionEstargz checks that eStargz layers reach the registry as
 // gzip layers that keep their TOC annotations in the manifest.
 func TestCompressionEstargz(t *testing.T) {
+	t.Parallel()
 	e := setup(t)
 	dir := compressionContext(t)
 	tag := e.registry + "/e2e/compression-estargz:v1"
@@ -348,6 +353,7 @@ func assertCachedRebuild(t *testing.T, log, digest, wantDigest string) {
 // default build and an explicit gzip build push gzip layers (and the docker
 // archive holds gzip layers), and zstd again comes from the cache.
 func TestCompressionAfterZstdBuild(t *testing.T) {
+	t.Parallel()
 	e := setup(t)
 	dir := compressionContext(t)
 	root := t.TempDir()
@@ -414,6 +420,7 @@ func checkArchiveGzip(t *testing.T, path string) {
 // cache are pushed in the compression asked for: zstd and eStargz own
 // layers over the gzip base layer, and zstd again from the cache.
 func TestCompressionAfterGzipBuild(t *testing.T) {
+	t.Parallel()
 	e := setup(t)
 	dir := compressionContext(t)
 	root := t.TempDir()

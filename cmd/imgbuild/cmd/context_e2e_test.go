@@ -18,6 +18,7 @@ import (
 // one that leaves it fails the build naming the link and its target, with
 // nothing pushed. Both for build and for executor.
 func TestBuildContextSymlinks(t *testing.T) {
+	t.Parallel()
 	e := setup(t)
 	root := t.TempDir()
 	const dockerfile = "ARG BASE\nFROM ${BASE}\nCOPY . /ctx/\n"
@@ -174,6 +175,7 @@ func TestBuildContextSymlinks(t *testing.T) {
 // out with a warning naming it, as docker does, rather than copied as an
 // empty regular file.
 func TestBuildContextSocket(t *testing.T) {
+	t.Parallel()
 	e := setup(t)
 	dir := writeContext(t, map[string]string{
 		"Dockerfile":   "ARG BASE\nFROM ${BASE}\nCOPY . /ctx/\n",
@@ -205,6 +207,7 @@ func TestBuildContextSocket(t *testing.T) {
 // which the build runs without the device, is reported with the device and
 // the Dockerfile line; a required one fails the build naming it.
 func TestBuildOptionalDevice(t *testing.T) {
+	t.Parallel()
 	e := setup(t)
 	root := t.TempDir()
 	dir := writeContext(t, map[string]string{

@@ -78,6 +78,7 @@ func TestExecutorDirContext(t *testing.T) {
 }
 
 func TestExecutorTarStdinContext(t *testing.T) {
+	t.Parallel()
 	e := setup(t)
 	var buf bytes.Buffer
 	gz := gzip.NewWriter(&buf)
@@ -173,6 +174,7 @@ func execPath(t *testing.T, git string) string {
 // TestExecutorRunExitCode checks kaniko's convention: a failing RUN's exit
 // code is the executor's.
 func TestExecutorRunExitCode(t *testing.T) {
+	t.Parallel()
 	e := setup(t)
 	dir := writeContext(t, map[string]string{"Dockerfile": "ARG BASE\nFROM ${BASE}\nRUN exit 42\n"})
 	r := e.executor(t, "", "--context", dir, "--no-push")
@@ -183,6 +185,7 @@ func TestExecutorRunExitCode(t *testing.T) {
 
 // TestExecutorOutputs checks --no-push with --tar-path and --oci-layout-path.
 func TestExecutorOutputs(t *testing.T) {
+	t.Parallel()
 	e := setup(t)
 	dir := writeContext(t, map[string]string{"Dockerfile": executorDockerfile, "app.txt": "outputs\n"})
 	out := t.TempDir()
@@ -224,6 +227,7 @@ func TestExecutorArgv0(t *testing.T) {
 // dirs, a second apart, give the same digest, written by --digest-file in
 // kaniko's format (no newline).
 func TestExecutorReproducible(t *testing.T) {
+	t.Parallel()
 	e := setup(t)
 	dir := writeContext(t, map[string]string{"Dockerfile": executorDockerfile, "app.txt": "same\n"})
 	var digests []string

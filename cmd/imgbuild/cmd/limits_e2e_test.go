@@ -100,6 +100,7 @@ func filesNamed(t *testing.T, root, base string) []string {
 // the layer or manifest and the limit, pushes nothing, and leaves no part of
 // a refused layer in the state dir.
 func TestLimitsHostileBaseImages(t *testing.T) {
+	t.Parallel()
 	e := setup(t)
 	const mb = 1 << 20
 	bomb := zeroLayer(t, "bomb", 50*mb)

@@ -20,6 +20,7 @@ import (
 // TestBuildOutputs writes the oci, tar and docker outputs of one build and
 // checks each with go-containerregistry's validate.
 func TestBuildOutputs(t *testing.T) {
+	t.Parallel()
 	e := setup(t)
 	dir := writeContext(t, map[string]string{"Dockerfile": "ARG BASE\nFROM ${BASE}\nRUN echo out > /out.txt\n"})
 	outDir := t.TempDir()
@@ -94,6 +95,7 @@ func TestBuildOutputs(t *testing.T) {
 // TestBuildOwnImage builds the project's Dockerfile offline with imgbuild
 // and checks the image carries imgbuild and runc.
 func TestBuildOwnImage(t *testing.T) {
+	t.Parallel()
 	e := setup(t)
 	for _, f := range []string{"bin/imgbuild", "bin/runc"} {
 		if _, err := os.Stat(filepath.Join(e.repo, f)); err != nil {

@@ -85,6 +85,7 @@ func TestCachePruneToBound(t *testing.T) {
 // TestCacheGCKeepStorage checks the automatic GC at the end of a build: the
 // cache stays under --gc-keep-storage and the image store keeps the result.
 func TestCacheGCKeepStorage(t *testing.T) {
+	t.Parallel()
 	e := setup(t)
 	root := t.TempDir()
 	e.buildBig(t, root, 3, "--gc-keep-storage", "5MB")
@@ -98,6 +99,7 @@ func TestCacheGCKeepStorage(t *testing.T) {
 }
 
 func TestCachePruneFlagErrors(t *testing.T) {
+	t.Parallel()
 	e := setup(t)
 	for _, args := range [][]string{
 		{"prune", "--keep-storage", "lots"},
@@ -119,6 +121,7 @@ func TestCachePruneFlagErrors(t *testing.T) {
 // with an error naming the state dir, both snapshotters and the fix, and its
 // build cache is still all there afterwards.
 func TestStateDirSnapshotterMismatch(t *testing.T) {
+	t.Parallel()
 	e := setup(t)
 	root := t.TempDir()
 	dir := writeContext(t, map[string]string{"Dockerfile": "ARG BASE\nFROM ${BASE}\nRUN echo native > /n.txt\n"})
