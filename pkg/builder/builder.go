@@ -25,6 +25,7 @@ import (
 	"github.com/tonistiigi/fsutil"
 	fscopy "github.com/tonistiigi/fsutil/copy"
 
+	"github.com/imgbuild/imgbuild/pkg/builder/internal/embedded"
 	"github.com/imgbuild/imgbuild/pkg/sandbox"
 	"github.com/imgbuild/imgbuild/pkg/statedir"
 )
@@ -34,10 +35,18 @@ import (
 type Builder struct {
 	opts options
 	lock *statedir.Lock
-	bk   *embedded
+	// bk is the embedded controller, nil when joined.
+	bk *embedded.Controller
+	// client is bk's client, or the one connected to the process that owns
+	// the state dir when joined.
+	client *client.Client
+	// snapshotter is the resolved snapshotter's name.
+	snapshotter string
+	// sources records where pulled blobs came from (nil when joined).
+	sources *blobSources
 	// shared serves bk to other processes on the state dir (nil if not).
 	shared *sharedServer
-	// joined is set when bk is another process's controller.
+	// joined is set when client is another process's controller.
 	joined  bool
 	images  string // content store the OCI exporter writes images into
 	runcVer string
@@ -104,13 +113,13 @@ func processDefaults() {
 // waits until no joined build is connected.
 func (b *Builder) Close() error {
 	if b.joined {
-		return b.bk.client.Close()
+		return b.client.Close()
 	}
 	if b.shared != nil {
 		b.shared.drain()
 	}
 	b.closing()
-	err := b.bk.close()
+	err := b.bk.Close()
 	if err == nil {
 		// Lets the next owner skip the database check (see recoverState).
 		if merr := b.opts.dir.MarkClean(); merr != nil {
@@ -129,7 +138,7 @@ func (b *Builder) Close() error {
 
 // Snapshotter reports the snapshotter in use: "overlayfs", "fuse-overlayfs"
 // or "native".
-func (b *Builder) Snapshotter() string { return b.bk.snapshotter }
+func (b *Builder) Snapshotter() string { return b.snapshotter }
 
 // Request is one build.
 type Request struct {
@@ -289,7 +298,7 @@ func (b *Builder) Build(ctx context.Context, req Request) (*Result, error) {
 	if err != nil {
 		return nil, fmt.Errorf("opening image store: %w", err)
 	}
-	store := &linkingStore{Store: ls, from: b.opts.dir.Worker(b.bk.snapshotter).Content(), to: b.images}
+	store := &linkingStore{Store: ls, from: b.opts.dir.Worker(b.snapshotter).Content(), to: b.images}
 
 	attachables := []session.Attachable{authProvider(b.opts.keychain)}
 	if len(req.Secrets) > 0 {
@@ -340,7 +349,7 @@ func (b *Builder) Build(ctx context.Context, req Request) (*Result, error) {
 			w, _ := display.UpdateFrom(context.WithoutCancel(ctx), ch)
 			displayDone <- w
 		}()
-		resp, solveErr = b.bk.client.Solve(ctx, nil, solveOpt, ch)
+		resp, solveErr = b.client.Solve(ctx, nil, solveOpt, ch)
 		warnings = <-displayDone
 		if solveErr == nil || attempt >= maxRejoins || !b.ownerLost(ctx, solveErr) {
 			break
@@ -395,8 +404,8 @@ func (b *Builder) blobSources(img v1.Image) map[v1.Hash][]string {
 			digests = append(digests, d)
 		}
 	}
-	if b.bk.sources != nil {
-		return b.bk.sources.lookup(digests)
+	if b.sources != nil {
+		return b.sources.lookup(digests)
 	}
 	return lookupBlobSources(b.opts.root, digests)
 }

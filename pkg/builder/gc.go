@@ -66,7 +66,7 @@ func (b *Builder) closing() {
 	ctx, cancel := context.WithTimeout(context.Background(), gcTimeout)
 	defer cancel()
 	if b.opts.cacheMountsTo != "" {
-		if err := exportCacheMounts(ctx, b.bk.worker.CacheManager(), b.opts.cacheMountsTo, b.opts.root); err != nil {
+		if err := exportCacheMounts(ctx, b.bk.Worker().CacheManager(), b.opts.cacheMountsTo, b.opts.root); err != nil {
 			b.opts.log.WithError(err).Warn("saving cache mounts failed")
 		}
 	}
@@ -81,7 +81,7 @@ func (b *Builder) closing() {
 // store. buildkitd does this on a timer a second after each build, which a
 // short-lived process never reaches, so the builder does it when it closes.
 func (b *Builder) collectGarbage(ctx context.Context) error {
-	rules := b.bk.gcPolicy
+	rules := b.bk.GCPolicy()
 	switch {
 	case len(rules) == 0:
 	case b.opts.gc.MaxUsed == 0 && b.collectedRecently():
@@ -98,7 +98,7 @@ func (b *Builder) collectGarbage(ctx context.Context) error {
 		// so the next build finds the base image's config.
 		rules = nil
 		if !b.collectedRecently() {
-			if err := b.bk.worker.GarbageCollect(ctx); err != nil {
+			if err := b.bk.Worker().GarbageCollect(ctx); err != nil {
 				return fmt.Errorf("collecting build cache garbage: %w", err)
 			}
 			b.touchCollected()
@@ -112,7 +112,7 @@ func (b *Builder) collectGarbage(ctx context.Context) error {
 		if rule.All {
 			opts = append(opts, bkclient.PruneAll)
 		}
-		if err := b.bk.client.Prune(ctx, nil, opts...); err != nil {
+		if err := b.client.Prune(ctx, nil, opts...); err != nil {
 			return fmt.Errorf("collecting build cache garbage: %w", err)
 		}
 		if i == len(rules)-1 {
@@ -136,12 +136,12 @@ func (b *Builder) collectGarbage(ctx context.Context) error {
 // its exit code, so the disk's free space says it, as well as the error.
 // Only the process that owns the state dir collects.
 func (b *Builder) collectAfterDiskFull(ctx context.Context, buildErr error) {
-	if b.joined || b.bk.worker == nil || !diskFull(b.opts.root, buildErr) {
+	if b.joined || b.bk == nil || !diskFull(b.opts.root, buildErr) {
 		return
 	}
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), gcTimeout)
 	defer cancel()
-	if err := b.bk.worker.GarbageCollect(ctx); err != nil {
+	if err := b.bk.Worker().GarbageCollect(ctx); err != nil {
 		b.opts.log.WithError(err).Warn("removing the failed build's snapshots from the full disk")
 		return
 	}
@@ -186,7 +186,7 @@ func (b *Builder) touchCollected() {
 // rule's bound, below which BuildKit's prune keeps every record whatever
 // its age (see cacheManager.prune).
 func (b *Builder) underBounds(ctx context.Context) bool {
-	du, err := b.bk.worker.CacheManager().DiskUsage(ctx, bkclient.DiskUsageInfo{})
+	du, err := b.bk.Worker().CacheManager().DiskUsage(ctx, bkclient.DiskUsageInfo{})
 	if err != nil {
 		return false
 	}
@@ -196,7 +196,7 @@ func (b *Builder) underBounds(ctx context.Context) bool {
 			total += u.Size
 		}
 	}
-	for _, r := range b.bk.gcPolicy {
+	for _, r := range b.bk.GCPolicy() {
 		if r.MaxUsedSpace == 0 || total >= r.MaxUsedSpace || r.ReservedSpace != 0 || r.MinFreeSpace != 0 {
 			return false
 		}
@@ -235,7 +235,7 @@ func (b *Builder) Prune(ctx context.Context, opts statedir.PruneOptions) ([]stat
 			}
 			return nil
 		})
-		err := b.bk.client.Prune(ctx, ch, popts...)
+		err := b.client.Prune(ctx, ch, popts...)
 		close(ch)
 		_ = eg.Wait()
 		if err != nil {
@@ -282,7 +282,7 @@ func (b *Builder) staleFilters(ctx context.Context, opts statedir.PruneOptions) 
 
 // DiskUsage lists the build cache's records.
 func (b *Builder) DiskUsage(ctx context.Context) ([]statedir.UsageRecord, error) {
-	du, err := b.bk.client.DiskUsage(ctx)
+	du, err := b.client.DiskUsage(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("reading disk usage: %w", err)
 	}

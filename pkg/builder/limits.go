@@ -9,8 +9,9 @@ import (
 	"net/http"
 	"strings"
 
-	"github.com/docker/go-units"
 	"github.com/google/go-containerregistry/pkg/v1/types"
+
+	"github.com/imgbuild/imgbuild/pkg/builder/internal/embedded"
 )
 
 // Limits bound what a pulled image (a base image, a cache import) may make
@@ -85,34 +86,21 @@ func (l Limits) resolved() Limits {
 }
 
 // LimitKind names one of the [Limits].
-type LimitKind string
+type LimitKind = embedded.LimitKind
 
 // The limits, as [BuildError.Limit] names them.
 const (
-	LimitLayerSize    LimitKind = "layer size"
-	LimitImageSize    LimitKind = "image size"
-	LimitManifestSize LimitKind = "manifest size"
-	LimitConfigSize   LimitKind = "config size"
-	LimitLayers       LimitKind = "layer count"
+	LimitLayerSize    = embedded.LimitLayerSize
+	LimitImageSize    = embedded.LimitImageSize
+	LimitManifestSize = embedded.LimitManifestSize
+	LimitConfigSize   = embedded.LimitConfigSize
+	LimitLayers       = embedded.LimitLayers
 )
 
-// limitError is a pulled image over one of the limits. It reaches the
-// caller as text through BuildKit's gRPC, and [buildError] reads the kind
-// back from that text (see limitText).
-type limitError struct {
-	kind    LimitKind
-	subject string // "layer sha256:…", "manifest host/repo:tag"
-	detail  string // what was seen
-	max     int64
-}
-
-func (e *limitError) Error() string {
-	v := units.BytesSize(float64(e.max))
-	if e.kind == LimitLayers {
-		v = fmt.Sprint(e.max)
-	}
-	return fmt.Sprintf("%s: %s, over the %s limit of %s", e.subject, e.detail, e.kind, v)
-}
+// limitError is a pulled image over one of the limits (see
+// [embedded.LimitError]); [buildError] reads the kind back from its text
+// (see limitText).
+type limitError = embedded.LimitError
 
 // limitTransport enforces the manifest, config and layer count limits on a
 // registry client's responses: a manifest or config larger than its bound
@@ -182,11 +170,11 @@ func (t *limitTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 func (t *limitTransport) bound(resp *http.Response, kind LimitKind, subject string, max int64) error {
 	if resp.ContentLength > max {
 		resp.Body.Close()
-		return &limitError{kind: kind, subject: subject, detail: fmt.Sprintf("%d bytes", resp.ContentLength), max: max}
+		return &limitError{Kind: kind, Subject: subject, Detail: fmt.Sprintf("%d bytes", resp.ContentLength), Max: max}
 	}
 	if resp.Body != nil && resp.Body != http.NoBody {
 		resp.Body = &boundedBody{ReadCloser: resp.Body, left: max, err: &limitError{
-			kind: kind, subject: subject, detail: fmt.Sprintf("more than %d bytes", max), max: max}}
+			Kind: kind, Subject: subject, Detail: fmt.Sprintf("more than %d bytes", max), Max: max}}
 	}
 	return nil
 }
@@ -216,11 +204,11 @@ func (t *limitTransport) checkManifest(resp *http.Response, name string) error {
 		return nil
 	}
 	if n := int64(len(m.Layers)); t.limits.Layers > 0 && n > t.limits.Layers {
-		return &limitError{kind: LimitLayers, subject: "manifest " + name, detail: fmt.Sprintf("%d layers", n), max: t.limits.Layers}
+		return &limitError{Kind: LimitLayers, Subject: "manifest " + name, Detail: fmt.Sprintf("%d layers", n), Max: t.limits.Layers}
 	}
 	if t.limits.ConfigSize > 0 && m.Config.Size > t.limits.ConfigSize {
-		return &limitError{kind: LimitConfigSize, subject: "config " + m.Config.Digest + " of " + name,
-			detail: fmt.Sprintf("%d bytes", m.Config.Size), max: t.limits.ConfigSize}
+		return &limitError{Kind: LimitConfigSize, Subject: "config " + m.Config.Digest + " of " + name,
+			Detail: fmt.Sprintf("%d bytes", m.Config.Size), Max: t.limits.ConfigSize}
 	}
 	return nil
 }

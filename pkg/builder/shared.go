@@ -22,8 +22,10 @@ import (
 	"github.com/moby/buildkit/util/grpcerrors"
 	"github.com/sirupsen/logrus"
 	"golang.org/x/sys/unix"
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 
+	"github.com/imgbuild/imgbuild/pkg/builder/internal/embedded"
 	"github.com/imgbuild/imgbuild/pkg/registry"
 	"github.com/imgbuild/imgbuild/pkg/sandbox"
 	"github.com/imgbuild/imgbuild/pkg/statedir"
@@ -196,12 +198,13 @@ func listenShared(root, path string) (net.Listener, error) {
 	return ln, nil
 }
 
-// serveShared serves bk's gRPC server on ln, which listens on path.
-func serveShared(bk *embedded, path string, ln net.Listener) *sharedServer {
+// serveShared serves the embedded controller's gRPC server on ln, which
+// listens on path.
+func serveShared(srv *grpc.Server, path string, ln net.Listener) *sharedServer {
 	s := &sharedServer{path: path}
 	s.cond = sync.NewCond(&s.mu)
 	s.ln = &countingListener{Listener: ln, s: s}
-	go bk.server.Serve(s.ln) //nolint:errcheck // returns when the listener closes
+	go srv.Serve(s.ln) //nolint:errcheck // returns when the listener closes
 	return s
 }
 
@@ -334,12 +337,12 @@ func (b *Builder) open(ctx context.Context) error {
 	processDefaults()
 	if joined != nil {
 		// The owner resolved the same setting on the same state dir.
-		sn, _, err := snapshotterFactory(o.root, o.snapshotter)
+		sn, err := embedded.ResolveSnapshotter(o.root, o.snapshotter)
 		if err != nil {
 			joined.Close()
 			return err
 		}
-		b.bk, b.joined = &embedded{client: joined, snapshotter: sn}, true
+		b.bk, b.client, b.snapshotter, b.sources, b.joined = nil, joined, sn, nil, true
 		return nil
 	}
 	var ln net.Listener
@@ -362,24 +365,25 @@ func (b *Builder) open(ctx context.Context) error {
 			return err
 		}
 	}
-	bk, err := startEmbedded(ctx, o)
+	bk, sources, err := startEmbedded(ctx, o)
 	if err != nil {
 		release()
 		return err
 	}
 	if o.cacheMountsFrom != "" {
-		if err := importCacheMounts(ctx, bk.worker.CacheManager(), o.cacheMountsFrom); err != nil {
-			bk.close()
+		if err := importCacheMounts(ctx, bk.Worker().CacheManager(), o.cacheMountsFrom); err != nil {
+			bk.Close()
 			release()
 			return err
 		}
 	}
 	var shared *sharedServer
 	if ln != nil {
-		shared = serveShared(bk, socketPath(o), ln)
+		shared = serveShared(bk.Server(), socketPath(o), ln)
 	}
-	o.log.WithFields(logrus.Fields{"root": o.root, "snapshotter": bk.snapshotter, "runc": o.runc, "runc-version": b.runcVer}).Debug("embedded BuildKit started")
+	o.log.WithFields(logrus.Fields{"root": o.root, "snapshotter": bk.Snapshotter(), "runc": o.runc, "runc-version": b.runcVer}).Debug("embedded BuildKit started")
 	b.lock, b.bk, b.shared, b.joined = lock, bk, shared, false
+	b.client, b.snapshotter, b.sources = bk.Client(), bk.Snapshotter(), sources
 	return nil
 }
 
@@ -399,7 +403,7 @@ func (b *Builder) ownerLost(ctx context.Context, err error) bool {
 // the owner left) or joins whichever process took it first.
 func (b *Builder) rejoin(ctx context.Context) error {
 	b.opts.log.Warn("the process serving this state dir is gone; building again on the next one")
-	b.bk.client.Close()
+	b.client.Close()
 	return b.open(ctx)
 }
 

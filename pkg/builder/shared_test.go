@@ -64,7 +64,7 @@ func TestSharedServerDrain(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := serveShared(&embedded{server: srv}, path, ln)
+	s := serveShared(srv, path, ln)
 	fi, err := os.Stat(path)
 	if err != nil || fi.Mode()&os.ModeSocket == 0 || fi.Mode().Perm() != 0o600 {
 		t.Fatalf("socket %s: %v, %v; want a socket with mode 0600", path, fi.Mode(), err)

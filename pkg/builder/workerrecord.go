@@ -128,7 +128,7 @@ func checkWorkerRecord(root, snapshotter string, explicit, rootless bool) error 
 }
 
 // workerDir is where BuildKit's runc worker keeps a snapshotter's data (see
-// newWorkerOpt).
+// internal/embedded's newWorkerOpt).
 func workerDir(root, snapshotter string) string { return statedir.At(root).Worker(snapshotter).Path() }
 
 // workerHasData reports whether the snapshotter's worker dir holds snapshots

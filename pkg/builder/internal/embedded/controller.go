@@ -1,6 +1,6 @@
 //go:build linux
 
-package builder
+package embedded
 
 import (
 	"context"
@@ -12,6 +12,7 @@ import (
 	"strings"
 	"syscall"
 
+	"github.com/containerd/containerd/v2/core/remotes/docker"
 	"github.com/containerd/containerd/v2/core/snapshots"
 	"github.com/containerd/containerd/v2/plugins/snapshots/native"
 	"github.com/containerd/containerd/v2/plugins/snapshots/overlay"
@@ -44,50 +45,66 @@ import (
 	"github.com/imgbuild/imgbuild/pkg/statedir"
 )
 
-// embedded is one in-process BuildKit: controller, gRPC server on an
+// Config is what [Start] wires a controller from, in the spirit of
+// BuildKit's control.Opt: pkg/builder resolves its options into it.
+type Config struct {
+	// Dir is the state dir; the worker keeps its data in
+	// Dir.Worker(Snapshotter) and the solver its databases in Dir. Required.
+	Dir statedir.Dir
+	// Runc is the runc binary RUN steps run with. The default ("") is
+	// BuildKit's search of PATH.
+	Runc string
+	// Snapshotter is overlayfs, fuse-overlayfs or native; the default ("" or
+	// "auto") is what [ResolveSnapshotter] picks on Dir's filesystem.
+	Snapshotter string
+	// Rootless runs runc rootless, for a process in a user namespace (see
+	// sandbox.InUserNamespace). The default (false) is for host root.
+	Rootless bool
+	// RegistryHosts resolves registries for pulls and cache imports and
+	// exports. Required.
+	RegistryHosts docker.RegistryHosts
+	// GCPolicy is the worker's garbage collection policy. The default (nil)
+	// collects nothing.
+	GCPolicy []bkclient.PruneInfo
+	// Limits bound the layers the worker unpacks. The default (zero) bounds
+	// nothing.
+	Limits Limits
+	// AllowExternalFrontends enables the gateway.v0 frontend (a
+	// "# syntax=" image). The default (false) allows only the built-in
+	// Dockerfile frontend.
+	AllowExternalFrontends bool
+}
+
+// Controller is one in-process BuildKit: controller, gRPC server on an
 // in-memory listener, and the client connected to it.
-type embedded struct {
+type Controller struct {
 	ctrl        *control.Controller
 	server      *grpc.Server
 	listener    *bufconn.Listener
 	client      *bkclient.Client
 	snapshotter string
-	gcPolicy    []gcRule
+	gcPolicy    []bkclient.PruneInfo
 	worker      *base.Worker
-	// sources records where pulled blobs came from (nil when joined).
-	sources *blobSources
 	// snapshotters are closed last, after everything that uses them.
 	snapshotters []snapshots.Snapshotter
 	// watchdog stops the RUN containers if this process is killed.
 	watchdog *sandbox.Watchdog
 }
 
-// startEmbedded wires a controller the way cmd/buildkitd's newController and
+// Start wires a controller the way cmd/buildkitd's newController and
 // ociWorkerInitializer do, minus everything a single-process builder has no
 // use for (CNI, tracing, the containerd worker, gha/s3/azblob caches).
-func startEmbedded(ctx context.Context, o *options) (*embedded, error) {
-	snName, snFactory, err := snapshotterFactory(o.root, o.snapshotter)
+// The caller has recovered the state dir and holds its lock.
+func Start(ctx context.Context, cfg Config) (*Controller, error) {
+	snName, snFactory, err := snapshotterFactory(cfg.Dir.Path(), cfg.Snapshotter)
 	if err != nil {
-		return nil, err
-	}
-	// Before anything opens a database: another snapshotter's view of the
-	// state dir would drop its records.
-	explicit := o.snapshotter != "" && o.snapshotter != "auto"
-	if err := checkWorkerRecord(o.root, snName, explicit, sandbox.InUserNamespace()); err != nil {
-		return nil, err
-	}
-	if err := recoverState(ctx, o); err != nil {
-		return nil, err
-	}
-	if err := useTempDir(o.dir); err != nil {
 		return nil, err
 	}
 	sm, err := session.NewManager()
 	if err != nil {
 		return nil, fmt.Errorf("creating session manager: %w", err)
 	}
-	sources := newBlobSources(o.root)
-	hosts := registryHosts(o, sources)
+	hosts := cfg.RegistryHosts
 
 	// The worker never closes the snapshotter it creates (buildkitd exits
 	// instead); keep hold of it so that Close releases its database.
@@ -100,13 +117,12 @@ func startEmbedded(ctx context.Context, o *options) (*embedded, error) {
 		}
 		return sn, err
 	}
-	wopt, err := newWorkerOpt(o.dir.Worker(snFactory.Name), snFactory, sandbox.InUserNamespace(), o.runc, o.limits.resolved())
+	wopt, err := newWorkerOpt(cfg.Dir.Worker(snFactory.Name), snFactory, cfg.Rootless, cfg.Runc, cfg.Limits)
 	if err != nil {
 		return nil, fmt.Errorf("creating runc worker: %w", err)
 	}
 	wopt.RegistryHosts = hosts
-	policy := gcPolicy(o.dir, o.gc)
-	wopt.GCPolicy = policy
+	wopt.GCPolicy = cfg.GCPolicy
 	w, err := base.NewWorker(ctx, wopt)
 	if err != nil {
 		return nil, fmt.Errorf("creating worker: %w", err)
@@ -119,7 +135,7 @@ func startEmbedded(ctx context.Context, o *options) (*embedded, error) {
 	frontends := map[string]frontend.Frontend{
 		"dockerfile.v0": forwarder.NewGatewayForwarder(wc.Infos(), dockerfile.Build),
 	}
-	if o.allowExternalFrontends {
+	if cfg.AllowExternalFrontends {
 		gw, err := gateway.NewGatewayFrontend(wc.Infos(), nil)
 		if err != nil {
 			return nil, fmt.Errorf("creating gateway frontend: %w", err)
@@ -127,12 +143,12 @@ func startEmbedded(ctx context.Context, o *options) (*embedded, error) {
 		frontends["gateway.v0"] = gw
 	}
 
-	cacheStorage, err := bboltcachestorage.NewStore(o.dir.CacheDB())
+	cacheStorage, err := bboltcachestorage.NewStore(cfg.Dir.CacheDB())
 	if err != nil {
 		return nil, fmt.Errorf("opening cache database: %w", err)
 	}
 	// Not synced per transaction, like containerdmeta.db (see newWorkerOpt).
-	historyDB, err := boltutil.SafeOpen(o.dir.HistoryDB(), 0o600, &bolt.Options{
+	historyDB, err := boltutil.SafeOpen(cfg.Dir.HistoryDB(), 0o600, &bolt.Options{
 		NoSync:         true,
 		FreelistType:   bolt.FreelistMapType,
 		NoFreelistSync: true,
@@ -189,13 +205,32 @@ func startEmbedded(ctx context.Context, o *options) (*embedded, error) {
 	if we, ok := wopt.Executor.(*watchedExecutor); ok {
 		dog = we.dog
 	}
-	return &embedded{ctrl: ctrl, server: server, listener: lis, client: c, snapshotter: snName, gcPolicy: policy, worker: w, sources: sources, snapshotters: created, watchdog: dog}, nil
+	return &Controller{ctrl: ctrl, server: server, listener: lis, client: c, snapshotter: snName, gcPolicy: cfg.GCPolicy, worker: w, snapshotters: created, watchdog: dog}, nil
 }
 
 // maxMsgSize matches containerd's defaults, which buildkitd uses too.
 const maxMsgSize = 16 << 20
 
-func (e *embedded) close() error {
+// Client is the client connected to the controller; Close closes it.
+func (e *Controller) Client() *bkclient.Client { return e.client }
+
+// Server is the controller's gRPC server, to serve on more listeners (the
+// shared state dir's socket).
+func (e *Controller) Server() *grpc.Server { return e.server }
+
+// Worker is the runc worker, for its cache manager (cache mounts, disk
+// usage) and garbage collection.
+func (e *Controller) Worker() *base.Worker { return e.worker }
+
+// Snapshotter is the resolved snapshotter's name.
+func (e *Controller) Snapshotter() string { return e.snapshotter }
+
+// GCPolicy is [Config.GCPolicy].
+func (e *Controller) GCPolicy() []bkclient.PruneInfo { return e.gcPolicy }
+
+// Close closes the client, stops the server and the controller, then closes
+// the snapshotters and stops the watchdog.
+func (e *Controller) Close() error {
 	e.client.Close()
 	e.server.Stop()
 	errs := []error{e.ctrl.Close()}
@@ -248,6 +283,13 @@ func probeRecordDir(root string) string {
 		return filepath.Join(d, "imgbuild")
 	}
 	return root
+}
+
+// ResolveSnapshotter is the snapshotter name Start would use for name
+// ("" or "auto" detects it) on the state dir at root, creating root.
+func ResolveSnapshotter(root, name string) (string, error) {
+	n, _, err := snapshotterFactory(root, name)
+	return n, err
 }
 
 // snapshotterFactory picks overlayfs where the kernel supports it on the state

@@ -1,6 +1,6 @@
 //go:build linux
 
-package builder
+package embedded
 
 import (
 	"context"
@@ -69,13 +69,13 @@ func (a *limitApplier) Apply(ctx context.Context, desc ocispecs.Descriptor, moun
 		return ocispecs.Descriptor{}, fmt.Errorf("decompressing layer %s: %w", desc.Digest, err)
 	}
 	defer ds.Close()
-	le := &limitError{kind: kind, subject: "layer " + desc.Digest.String(), max: budget}
+	le := &LimitError{Kind: kind, Subject: "layer " + desc.Digest.String(), Max: budget}
 	switch kind {
 	case LimitLayerSize:
-		le.detail = fmt.Sprintf("more than %d bytes uncompressed", budget)
+		le.Detail = fmt.Sprintf("more than %d bytes uncompressed", budget)
 	case LimitImageSize:
-		le.max = a.limits.ImageSize
-		le.detail = fmt.Sprintf("the image's layers up to it more than %d bytes uncompressed", a.limits.ImageSize)
+		le.Max = a.limits.ImageSize
+		le.Detail = fmt.Sprintf("the image's layers up to it more than %d bytes uncompressed", a.limits.ImageSize)
 	}
 	counted := &countingReader{r: ds, left: budget, err: le}
 	// The inner applier gets the counted stream as an uncompressed layer;
