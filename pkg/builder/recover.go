@@ -49,6 +49,7 @@ func recoverState(ctx context.Context, o *options) error {
 	for _, b := range bundles {
 		sandbox.RemoveHalfCreated(ctx, o.runc, filepath.Base(b))
 	}
+	sandbox.RemoveOrphanCgroups()
 	if err := o.dir.UnmountStale(warn); err != nil {
 		return err
 	}

@@ -111,22 +111,28 @@ func WatchdogMain() {
 		os.Exit(0) // a normal end: BuildKit ended every container
 	}
 	runc := os.Getenv(watchdogRuncEnv)
-	// A second pass catches what a runc killed mid-create made after the
-	// first: a container's cgroup, a bundle dir.
+	// The containers are the ones in the executor dir now. Another imgbuild
+	// may take the state dir over and start its own there at once, so the
+	// second pass, which catches what a runc killed mid-create made after
+	// the first (a cgroup), revisits only these.
+	var ids []string
+	if entries, err := os.ReadDir(dir); err == nil {
+		for _, e := range entries {
+			if e.IsDir() {
+				ids = append(ids, e.Name())
+			}
+		}
+	}
 	for pass := range 2 {
 		if pass > 0 {
 			time.Sleep(500 * time.Millisecond)
 		}
-		entries, _ := os.ReadDir(dir)
 		var wg sync.WaitGroup
-		for _, e := range entries {
-			if !e.IsDir() {
-				continue
-			}
+		for _, id := range ids {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				RemoveHalfCreated(context.Background(), runc, e.Name())
+				RemoveHalfCreated(context.Background(), runc, id)
 			}()
 		}
 		wg.Wait()
@@ -171,6 +177,30 @@ func RemoveHalfCreated(ctx context.Context, runcPath, id string) {
 			}
 			time.Sleep(20 * time.Millisecond)
 		}
+	}
+}
+
+// RemoveOrphanCgroups removes the empty cgroups BuildKit's RUN containers
+// (cgroup parent "buildkit") left behind when their runc was killed while it
+// created them: runc has no state for them any more, so neither runc delete
+// nor a later imgbuild knows their ID. A cgroup is only removed when it is
+// empty and runc has no state under its name, which a container another
+// process is creating always has.
+func RemoveOrphanCgroups() {
+	state := runcStateDir()
+	if state == "" {
+		return
+	}
+	cgroups, _ := filepath.Glob(filepath.Join("/sys/fs/cgroup", "*", "buildkit", "*"))
+	v2, _ := filepath.Glob(filepath.Join("/sys/fs/cgroup", "buildkit", "*"))
+	for _, cg := range append(cgroups, v2...) {
+		if fi, err := os.Stat(cg); err != nil || !fi.IsDir() || fileExists(filepath.Join(state, filepath.Base(cg))) {
+			continue
+		}
+		if b, err := os.ReadFile(filepath.Join(cg, "cgroup.procs")); err != nil || len(strings.TrimSpace(string(b))) > 0 {
+			continue
+		}
+		_ = syscall.Rmdir(cg) // fails, harmlessly, if a process joined meanwhile
 	}
 }
 
