@@ -60,7 +60,8 @@ type kanikoOptions struct {
 
 // kanikoInternalFlags have no meaning with an embedded BuildKit: BuildKit
 // snapshots with overlayfs, caches every step and never unpacks into its
-// own root filesystem.
+// own root filesystem. kaniko's booleans (def "true" or "false") may be
+// given bare; the others take a value, as "--flag value" or "--flag=value".
 var kanikoInternalFlags = []struct{ name, def string }{
 	{"snapshot-mode", "full"}, {"snapshotMode", "full"}, {"use-new-run", "false"},
 	{"single-snapshot", "false"}, {"compressed-caching", "true"}, {"cache-run-layers", "true"},
@@ -171,7 +172,9 @@ func (ko *kanikoOptions) addFlags(f *pflag.FlagSet) {
 		v := new(string)
 		ko.ignored[fl.name] = v
 		f.StringVar(v, fl.name, fl.def, "kaniko internal; accepted and ignored")
-		f.Lookup(fl.name).NoOptDefVal = "true"
+		if fl.def == "true" || fl.def == "false" {
+			f.Lookup(fl.name).NoOptDefVal = "true"
+		}
 		_ = f.MarkHidden(fl.name)
 	}
 	for _, d := range []string{"tarPath", "customPlatform", "snapshotMode"} {

@@ -1,12 +1,14 @@
 package cmd
 
 import (
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/spf13/cobra"
 
 	"github.com/imgbuild/imgbuild/pkg/builder"
 )
@@ -143,6 +145,43 @@ func TestExecutorErrors(t *testing.T) {
 		r := run(t, "", tc.args...)
 		if r.code == 0 || !strings.Contains(r.stderr, tc.want) {
 			t.Errorf("%v: exit %d, stderr %q; want failure mentioning %q", tc.args, r.code, r.stderr, tc.want)
+		}
+	}
+}
+
+// TestExecutorIgnoredFlagValues parses kaniko command lines that set the
+// accepted no-op flags in each form kaniko takes: "--flag value",
+// "--flag=value", and a bare "--flag" for kaniko's boolean ones.
+func TestExecutorIgnoredFlagValues(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		want map[string]string
+	}{
+		{[]string{"--snapshot-mode", "redo"}, map[string]string{"snapshot-mode": "redo"}},
+		{[]string{"--snapshot-mode=time"}, map[string]string{"snapshot-mode": "time"}},
+		{[]string{"--snapshotMode", "redo"}, map[string]string{"snapshotMode": "redo"}},
+		{[]string{"--cache-dir", "/cache"}, map[string]string{"cache-dir": "/cache"}},
+		{[]string{"--ignore-path", "/var/mail", "--ignore-path=/etc/x"}, map[string]string{"ignore-path": "/etc/x"}},
+		{[]string{"--kaniko-dir", "/k", "--image-fs-extract-retry", "3"}, map[string]string{"kaniko-dir": "/k", "image-fs-extract-retry": "3"}},
+		{[]string{"--use-new-run", "--single-snapshot", "--cleanup"}, map[string]string{"use-new-run": "true", "single-snapshot": "true", "cleanup": "true"}},
+		{[]string{"--compressed-caching=false", "--skip-push-permission-check"}, map[string]string{"compressed-caching": "false", "skip-push-permission-check": "true"}},
+		{[]string{"--force", "--cache-run-layers=false", "--skip-unused-stages=true"}, map[string]string{"force": "true", "cache-run-layers": "false", "skip-unused-stages": "true"}},
+	} {
+		ko, bo := &kanikoOptions{}, &buildOptions{}
+		cmd := executorCmd(&rootOptions{}, ko, bo)
+		cmd.PersistentPreRunE = nil
+		cmd.RunE = func(*cobra.Command, []string) error { return nil }
+		cmd.SetArgs(tc.args)
+		cmd.SetOut(io.Discard)
+		cmd.SetErr(io.Discard)
+		if err := cmd.Execute(); err != nil {
+			t.Errorf("%v: %v", tc.args, err)
+			continue
+		}
+		for name, want := range tc.want {
+			if got := *ko.ignored[name]; got != want {
+				t.Errorf("%v: --%s = %q, want %q", tc.args, name, got, want)
+			}
 		}
 	}
 }
