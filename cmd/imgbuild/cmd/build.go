@@ -24,6 +24,7 @@ type buildOptions struct {
 	file         string
 	tags         []string
 	push         bool
+	load         bool
 	buildArgs    []string
 	target       string
 	labels       []string
@@ -77,6 +78,9 @@ standard error.`,
 	f.StringVarP(&bo.file, "file", "f", "", `Dockerfile path (default "CONTEXT/Dockerfile"; "-" reads standard input)`)
 	f.StringArrayVarP(&bo.tags, "tag", "t", nil, `image reference "name:tag" (repeatable)`)
 	f.BoolVar(&bo.push, "push", false, "push every tag (same as --output type=registry)")
+	// buildx's --load, so that the error can say what to do instead.
+	f.BoolVar(&bo.load, "load", false, "not supported: there is no daemon; use -o type=docker,dest=FILE or --push")
+	_ = f.MarkHidden("load")
 	f.StringArrayVar(&bo.buildArgs, "build-arg", nil, `build-time variable "KEY=VALUE"; a bare "KEY" takes its value from the environment`)
 	f.StringVar(&bo.target, "target", "", "build stage to build")
 	f.StringArrayVar(&bo.labels, "label", nil, `image label "KEY=VALUE"`)
@@ -125,6 +129,9 @@ func (bo *buildOptions) plan(contextDir string, stdin io.Reader, getenv func(str
 		Secrets:    bo.secrets,
 		BuildArgs:  map[string]string{},
 		Labels:     map[string]string{},
+	}
+	if bo.load {
+		return nil, errors.New("--load: imgbuild has no daemon to load the image into; use -o type=docker,dest=FILE (then docker load -i FILE) or --push")
 	}
 	switch bo.progress {
 	case "auto", "tty", "plain", "rawjson", "quiet":

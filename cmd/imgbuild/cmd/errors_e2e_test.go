@@ -180,6 +180,7 @@ func TestBuildFlagErrors(t *testing.T) {
 		{[]string{"build", "--progress", "fancy", "."}, `--progress "fancy"`},
 		{[]string{"build", "--label", "novalue", "."}, `--label "novalue"`},
 		{[]string{"build"}, "accepts 1 arg"},
+		{[]string{"build", "--load", "-t", "app:dev", "."}, "--load: imgbuild has no daemon to load the image into; use -o type=docker,dest=FILE (then docker load -i FILE) or --push"},
 	} {
 		r := run(t, "", tc.args...)
 		if r.code == 0 || !strings.Contains(r.stderr, tc.want) {
