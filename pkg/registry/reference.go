@@ -3,6 +3,7 @@ package registry
 import (
 	"fmt"
 	"net"
+	"strings"
 
 	"github.com/google/go-containerregistry/pkg/name"
 )
@@ -14,7 +15,7 @@ import (
 func ParseReference(s string, insecure []string) (name.Reference, error) {
 	ref, err := name.ParseReference(s)
 	if err != nil {
-		return nil, fmt.Errorf("parsing reference %q: %w", s, err)
+		return nil, fmt.Errorf("parsing reference %q: %w", s, explainBadReference(s, err))
 	}
 	if !isInsecure(ref.Context().RegistryStr(), insecure) {
 		return ref, nil
@@ -24,6 +25,35 @@ func ParseReference(s string, insecure []string) (name.Reference, error) {
 		return nil, fmt.Errorf("parsing reference %q: %w", s, err)
 	}
 	return ref, nil
+}
+
+// uppercaseError is ggcr's error for a reference whose repository has
+// capitals, told with docker's reason (ggcr says only "could not parse").
+type uppercaseError struct {
+	repo string
+	err  error
+}
+
+func (e *uppercaseError) Error() string {
+	return fmt.Sprintf("invalid reference format: repository name (%s) must be lowercase", e.repo)
+}
+
+func (e *uppercaseError) Unwrap() error { return e.err }
+
+// explainBadReference adds docker's reason to err, ggcr's failure to parse
+// s, when the repository has capitals. The repository is split off as ggcr's
+// name.NewRepository does: the first path component is the registry if it is
+// localhost or has a '.' or ':'.
+func explainBadReference(s string, err error) error {
+	repo, _, _ := strings.Cut(s, "@")
+	if host, rest, ok := strings.Cut(repo, "/"); ok && (host == "localhost" || strings.ContainsAny(host, ".:")) {
+		repo = rest
+	}
+	repo, _, _ = strings.Cut(repo, ":")
+	if strings.ToLower(repo) == repo {
+		return err
+	}
+	return &uppercaseError{repo: repo, err: err}
 }
 
 // isInsecure reports whether registry (host or host:port, as ggcr spells it)

@@ -1,8 +1,11 @@
 package registry
 
 import (
+	"errors"
 	"strings"
 	"testing"
+
+	"github.com/google/go-containerregistry/pkg/name"
 )
 
 func TestParseReference(t *testing.T) {
@@ -47,6 +50,28 @@ func TestParseReferenceError(t *testing.T) {
 		}
 		if !strings.Contains(err.Error(), s) {
 			t.Errorf("error %q does not name %q", err, s)
+		}
+	}
+}
+
+// TestParseReferenceUppercase gives docker's reason for the most common
+// mistake, naming the repository as docker does (without the registry, the
+// tag or the digest).
+func TestParseReferenceUppercase(t *testing.T) {
+	t.Parallel()
+	for s, repo := range map[string]string{
+		"UPPER/Case":                    "UPPER/Case",
+		"App:1":                         "App",
+		"reg.example.com:5000/Team/app": "Team/app",
+		"localhost/App@sha256:" + strings.Repeat("a", 64): "App",
+	} {
+		_, err := ParseReference(s, nil)
+		want := "invalid reference format: repository name (" + repo + ") must be lowercase"
+		if err == nil || !strings.Contains(err.Error(), want) || !strings.Contains(err.Error(), s) {
+			t.Errorf("ParseReference(%q) = %v, want an error naming %q and saying %q", s, err, s, want)
+		}
+		if !errors.Is(err, &name.ErrBadName{}) {
+			t.Errorf("ParseReference(%q) = %v, not a name.ErrBadName", s, err)
 		}
 	}
 }

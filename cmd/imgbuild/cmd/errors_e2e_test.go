@@ -174,7 +174,8 @@ func TestBuildFlagErrors(t *testing.T) {
 		want string
 	}{
 		{[]string{"build", "--push", "."}, "--push needs at least one --tag"},
-		{[]string{"build", "-t", "UPPER/Case:bad", "."}, "UPPER/Case:bad"},
+		{[]string{"build", "-t", "UPPER/Case:bad", "."}, `--tag: parsing reference "UPPER/Case:bad": invalid reference format: repository name (UPPER/Case) must be lowercase`},
+		{[]string{"build", "-t", "reg.example.com:5000/Team/app", "."}, "repository name (Team/app) must be lowercase"},
 		{[]string{"build", "-o", "type=nope,dest=x", "."}, `unknown type "nope"`},
 		{[]string{"build", "-o", "type=oci", "."}, "needs dest="},
 		{[]string{"build", "--progress", "fancy", "."}, `--progress "fancy"`},
