@@ -40,10 +40,13 @@ func newRootCmd(args []string) *cobra.Command {
 		SilenceUsage:      true,
 		SilenceErrors:     true,
 		DisableAutoGenTag: true,
+		// --version prints what `imgbuild version` does.
+		Version: versionString(),
 		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error {
 			return ro.setupLogging(cmd.ErrOrStderr())
 		},
 	}
+	root.SetVersionTemplate("{{.Version}}\n")
 	root.PersistentFlags().StringVar(&ro.logLevel, "log-level", "info", "log level: trace, debug, info, warn, error")
 	root.PersistentFlags().StringVar(&ro.logFormat, "log-format", "text", "log format: text or json")
 	root.AddCommand(newBuildCmd(ro), newExecutorCmd(ro), newRegistryCmd(), newVersionCmd(), newPruneCmd(ro), newDuCmd(ro), newLoginCmd(), newLogoutCmd())

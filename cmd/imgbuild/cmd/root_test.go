@@ -79,3 +79,15 @@ func TestInsecureRuncHint(t *testing.T) {
 		t.Error("nil became an error")
 	}
 }
+
+// TestVersionFlag: `imgbuild --version` prints what `imgbuild version` does.
+func TestVersionFlag(t *testing.T) {
+	want := run(t, "", "version")
+	if want.code != 0 || !strings.HasPrefix(want.stdout, "imgbuild ") {
+		t.Fatalf("imgbuild version: exit %d, stdout %q", want.code, want.stdout)
+	}
+	got := run(t, "", "--version")
+	if got.code != 0 || got.stdout != want.stdout {
+		t.Errorf("imgbuild --version: exit %d, stdout %q; want exit 0, stdout %q", got.code, got.stdout, want.stdout)
+	}
+}

@@ -17,19 +17,24 @@ func newVersionCmd() *cobra.Command {
 		Args:    cobra.NoArgs,
 		Example: "  imgbuild version",
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			v, bk := version, "unknown"
-			if bi, ok := debug.ReadBuildInfo(); ok {
-				if v == "" {
-					v = bi.Main.Version
-				}
-				for _, d := range bi.Deps {
-					if d.Path == "github.com/moby/buildkit" {
-						bk = d.Version
-					}
-				}
-			}
-			fmt.Fprintf(cmd.OutOrStdout(), "imgbuild %s (BuildKit %s)\n", v, bk)
+			fmt.Fprintln(cmd.OutOrStdout(), versionString())
 			return nil
 		},
 	}
+}
+
+// versionString is `imgbuild version`'s line, also printed by --version.
+func versionString() string {
+	v, bk := version, "unknown"
+	if bi, ok := debug.ReadBuildInfo(); ok {
+		if v == "" {
+			v = bi.Main.Version
+		}
+		for _, d := range bi.Deps {
+			if d.Path == "github.com/moby/buildkit" {
+				bk = d.Version
+			}
+		}
+	}
+	return fmt.Sprintf("imgbuild %s (BuildKit %s)", v, bk)
 }
