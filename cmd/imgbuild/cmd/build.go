@@ -25,6 +25,7 @@ type buildOptions struct {
 	tags         []string
 	push         bool
 	load         bool
+	quiet        bool
 	buildArgs    []string
 	target       string
 	labels       []string
@@ -48,8 +49,10 @@ type buildOptions struct {
 	allowExternalFrontend bool
 }
 
-func newBuildCmd(ro *rootOptions) *cobra.Command {
-	bo := &buildOptions{}
+func newBuildCmd(ro *rootOptions) *cobra.Command { return newBuildCmdWith(ro, &buildOptions{}) }
+
+// newBuildCmdWith binds the command's flags to bo.
+func newBuildCmdWith(ro *rootOptions, bo *buildOptions) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "build [flags] CONTEXT",
 		Short: "Build an image from a Dockerfile",
@@ -87,6 +90,7 @@ standard error.`,
 	f.StringArrayVar(&bo.secrets, "secret", nil, `secret for RUN --mount=type=secret: "id=ID,src=PATH" or "id=ID,env=VAR"`)
 	f.BoolVar(&bo.noCache, "no-cache", false, "do not use the build cache")
 	f.StringVar(&bo.progress, "progress", "auto", "progress output: auto, tty, plain, rawjson or quiet")
+	f.BoolVarP(&bo.quiet, "quiet", "q", false, "no progress output (same as --progress quiet)")
 	f.StringArrayVarP(&bo.outputs, "output", "o", nil, `output "type=registry|oci|tar|docker[,dest=PATH]" (repeatable)`)
 	f.StringVar(&bo.iidFile, "iidfile", "", "write the image ID (config digest) to this file")
 	f.StringVar(&bo.metadataFile, "metadata-file", "", "write build result metadata (JSON) to this file")
@@ -137,6 +141,13 @@ func (bo *buildOptions) plan(contextDir string, stdin io.Reader, getenv func(str
 	case "auto", "tty", "plain", "rawjson", "quiet":
 	default:
 		return nil, fmt.Errorf("--progress %q: want auto, tty, plain, rawjson or quiet", bo.progress)
+	}
+	if bo.quiet {
+		// As buildx: -q overrides only the default.
+		if bo.progress != "auto" && bo.progress != "quiet" {
+			return nil, fmt.Errorf("--progress %q and --quiet cannot be used together", bo.progress)
+		}
+		p.req.Progress = "quiet"
 	}
 	switch {
 	case bo.file == "-":
@@ -269,6 +280,11 @@ func runBuild(cmd *cobra.Command, ro *rootOptions, bo *buildOptions, contextDir 
 	p, err := bo.plan(contextDir, cmd.InOrStdin(), os.LookupEnv)
 	if err != nil {
 		return err
+	}
+	// buildx's warning; executor (no --push flag) has kaniko's --no-push,
+	// which says the same on purpose.
+	if len(p.refs) > 0 && len(p.push) == 0 && len(p.outputs) == 0 && cmd.Flags().Lookup("push") != nil {
+		ro.log.Warn("No output specified: the build result will only remain in the build cache; use --push to push the tags or -o type=oci|tar|docker,dest=PATH to write the image out")
 	}
 	dir, err := bo.state.dir()
 	if err != nil {

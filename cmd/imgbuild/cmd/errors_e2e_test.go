@@ -168,6 +168,50 @@ func TestBuildRuncGate(t *testing.T) {
 }
 
 // TestBuildFlagErrors checks flag validation that happens before any work.
+// TestBuildQuiet: -q and --quiet are --progress quiet, as in buildx.
+func TestBuildQuiet(t *testing.T) {
+	for _, args := range [][]string{{"-q"}, {"--quiet"}, {"--quiet", "--progress", "quiet"}, {"-q", "--progress", "auto"}} {
+		bo := &buildOptions{}
+		cmd := newBuildCmdWith(&rootOptions{}, bo)
+		if err := cmd.Flags().Parse(args); err != nil {
+			t.Fatal(err)
+		}
+		p, err := bo.plan(t.TempDir(), nil, func(string) (string, bool) { return "", false })
+		if err != nil {
+			t.Fatalf("%v: %v", args, err)
+		}
+		if p.req.Progress != "quiet" {
+			t.Errorf("%v: progress %q, want quiet", args, p.req.Progress)
+		}
+	}
+}
+
+// TestBuildNoOutputWarning: tags with nothing to push them to or write
+// them out warn, as buildx does, and the build still goes on (to fail here
+// on the missing runc).
+func TestBuildNoOutputWarning(t *testing.T) {
+	const warning = "No output specified: the build result will only remain in the build cache; use --push to push the tags or -o type=oci|tar|docker,dest=PATH to write the image out"
+	dir := t.TempDir()
+	for _, tc := range []struct {
+		args []string
+		warn bool
+	}{
+		{[]string{"-t", "app:dev"}, true},
+		{[]string{"-t", "app:dev", "--push"}, false},
+		{[]string{"-t", "app:dev", "-o", "type=oci,dest=" + filepath.Join(dir, "layout")}, false},
+		{[]string{"-o", "type=registry,name=example.com/app:1"}, false},
+	} {
+		args := append([]string{"build", "--runc", "/nonexistent/runc"}, append(tc.args, dir)...)
+		r := run(t, "", args...)
+		if r.code == 0 || !strings.Contains(r.stderr, "/nonexistent/runc") {
+			t.Errorf("%v: exit %d, stderr %q; want the build to go on and fail on the missing runc", tc.args, r.code, r.stderr)
+		}
+		if got := strings.Contains(r.stderr, warning); got != tc.warn {
+			t.Errorf("%v: warning shown %v, want %v; stderr %q", tc.args, got, tc.warn, r.stderr)
+		}
+	}
+}
+
 func TestBuildFlagErrors(t *testing.T) {
 	for _, tc := range []struct {
 		args []string
@@ -181,6 +225,7 @@ func TestBuildFlagErrors(t *testing.T) {
 		{[]string{"build", "--progress", "fancy", "."}, `--progress "fancy"`},
 		{[]string{"build", "--label", "novalue", "."}, `--label "novalue"`},
 		{[]string{"build"}, "accepts 1 arg"},
+		{[]string{"build", "-q", "--progress", "plain", "."}, `--progress "plain" and --quiet cannot be used together`},
 		{[]string{"build", "--load", "-t", "app:dev", "."}, "--load: imgbuild has no daemon to load the image into; use -o type=docker,dest=FILE (then docker load -i FILE) or --push"},
 	} {
 		r := run(t, "", tc.args...)
