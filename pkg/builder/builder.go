@@ -292,7 +292,7 @@ func (b *Builder) Build(ctx context.Context, req Request) (*Result, error) {
 	ctxFS = bctx.skipSockets(ctxFS, b.opts.log)
 	dfFS, err := fsutil.NewFS(dfDir)
 	if err != nil {
-		return nil, fmt.Errorf("Dockerfile directory: %w", err)
+		return nil, fmt.Errorf("Dockerfile directory: %w", err) //nolint:staticcheck // Dockerfile is a name
 	}
 	ls, err := local.NewStore(b.images)
 	if err != nil {

@@ -184,7 +184,7 @@ func exportCacheMount(ctx context.Context, cm bkcache.Manager, dir, empty, key, 
 	if err != nil {
 		return e, fmt.Errorf("exporting cache mount %q: %w", key, err)
 	}
-	defer ref.Release(context.WithoutCancel(ctx))
+	defer func() { _ = ref.Release(context.WithoutCancel(ctx)) }()
 	err = atomicfile.Write(filepath.Join(dir, e.File), 0o600, func(w io.Writer) error {
 		cw := &countingWriter{w: w}
 		err := withMounted(ctx, ref, true, func(path string) error {

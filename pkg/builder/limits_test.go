@@ -83,7 +83,7 @@ func TestLimitTransport(t *testing.T) {
 		}
 		var got LimitKind
 		if err != nil {
-			be := buildError(fmt.Errorf("failed to solve: %w", err), "Dockerfile").(*BuildError)
+			be := buildError(fmt.Errorf("failed to solve: %w", err), "Dockerfile").(*BuildError) //nolint:errorlint // buildError returns the *BuildError itself
 			got = be.Limit
 			if got == "" {
 				t.Errorf("%s: %v, not a limit error", tc.path, err)

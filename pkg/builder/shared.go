@@ -161,7 +161,7 @@ func dialShared(ctx context.Context, sock string) (*bkclient.Client, error) {
 	pctx, cancel := context.WithTimeout(ctx, pingTimeout)
 	defer cancel()
 	if _, err := c.ListWorkers(pctx); err != nil {
-		c.Close()
+		_ = c.Close()
 		return nil, fmt.Errorf("%w: %w", errOwnerClosing, err)
 	}
 	return c, nil
@@ -339,7 +339,7 @@ func (b *Builder) open(ctx context.Context) error {
 		// The owner resolved the same setting on the same state dir.
 		sn, err := embedded.ResolveSnapshotter(o.root, o.snapshotter)
 		if err != nil {
-			joined.Close()
+			_ = joined.Close()
 			return err
 		}
 		b.bk, b.client, b.snapshotter, b.sources, b.joined = nil, joined, sn, nil, true
@@ -357,7 +357,7 @@ func (b *Builder) open(ctx context.Context) error {
 			ln.Close()
 			_ = os.Remove(socketPath(o))
 		}
-		lock.Release()
+		_ = lock.Release()
 	}
 	if sandbox.InUserNamespace() {
 		if err := sandbox.RootlessRuntimeDir(o.root); err != nil {
@@ -372,7 +372,7 @@ func (b *Builder) open(ctx context.Context) error {
 	}
 	if o.cacheMountsFrom != "" {
 		if err := importCacheMounts(ctx, bk.Worker().CacheManager(), o.cacheMountsFrom); err != nil {
-			bk.Close()
+			_ = bk.Close()
 			release()
 			return err
 		}
@@ -403,7 +403,7 @@ func (b *Builder) ownerLost(ctx context.Context, err error) bool {
 // the owner left) or joins whichever process took it first.
 func (b *Builder) rejoin(ctx context.Context) error {
 	b.opts.log.Warn("the process serving this state dir is gone; building again on the next one")
-	b.client.Close()
+	_ = b.client.Close() // the owner is gone already
 	return b.open(ctx)
 }
 

@@ -154,7 +154,7 @@ func Start(ctx context.Context, cfg Config) (*Controller, error) {
 		NoFreelistSync: true,
 	})
 	if err != nil {
-		cacheStorage.Close()
+		_ = cacheStorage.Close()
 		return nil, fmt.Errorf("opening history database: %w", err)
 	}
 
@@ -179,8 +179,8 @@ func Start(ctx context.Context, cfg Config) (*Controller, error) {
 		GarbageCollect: w.GarbageCollect,
 	})
 	if err != nil {
-		historyDB.Close()
-		cacheStorage.Close()
+		_ = historyDB.Close()
+		_ = cacheStorage.Close()
 		return nil, fmt.Errorf("creating controller: %w", err)
 	}
 
@@ -198,7 +198,7 @@ func Start(ctx context.Context, cfg Config) (*Controller, error) {
 	}))
 	if err != nil {
 		server.Stop()
-		ctrl.Close()
+		_ = ctrl.Close()
 		return nil, fmt.Errorf("connecting to embedded BuildKit: %w", err)
 	}
 	var dog *sandbox.Watchdog
@@ -231,7 +231,7 @@ func (e *Controller) GCPolicy() []bkclient.PruneInfo { return e.gcPolicy }
 // Close closes the client, stops the server and the controller, then closes
 // the snapshotters and stops the watchdog.
 func (e *Controller) Close() error {
-	e.client.Close()
+	_ = e.client.Close() // the in-process connection: nothing to flush
 	e.server.Stop()
 	errs := []error{e.ctrl.Close()}
 	for _, sn := range e.snapshotters {

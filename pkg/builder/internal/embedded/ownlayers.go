@@ -141,7 +141,7 @@ func (r *ownLayersRef) GetRemotes(ctx context.Context, createIfNeeded bool, cfg 
 		return remotes, err
 	}
 	chain := r.LayerChain()
-	defer chain.Release(context.WithoutCancel(ctx))
+	defer func() { _ = chain.Release(context.WithoutCancel(ctx)) }()
 	main := remotes[0]
 	if len(chain) != len(main.Descriptors) {
 		return nil, fmt.Errorf("ref %s: %d layers, %d blobs", r.ID(), len(chain), len(main.Descriptors))
@@ -239,7 +239,7 @@ func (s variantStore) get(ctx context.Context, store content.Store, id string, d
 	if err != nil {
 		return v, false, err
 	}
-	defer done(context.WithoutCancel(ctx))
+	defer func() { _ = done(context.WithoutCancel(ctx)) }()
 	if !ok {
 		convert, err := converter.New(ctx, store, desc, comp)
 		if err != nil {
