@@ -23,6 +23,9 @@ func TestNewBuildInProcess(t *testing.T) {
 	_, err := os.Stat(runc)
 	testutil.Require(t, err == nil, "no %s: run `make runc`", runc)
 
+	// New points the process's TMPDIR into the state dir (see useTempDir);
+	// the tests after this one need theirs back.
+	t.Setenv("TMPDIR", os.TempDir())
 	ctxDir := t.TempDir()
 	if err := os.WriteFile(filepath.Join(ctxDir, "hello.txt"), []byte("hello\n"), 0o644); err != nil {
 		t.Fatal(err)
