@@ -25,9 +25,7 @@ func TestCacheSharedStateDir(t *testing.T) {
 	const n = 8
 	results := make([]result, n)
 	refs := make([]string, n)
-	var wg sync.WaitGroup
-	firstDone := make(chan struct{})
-	var once sync.Once
+	var wg, firstWave sync.WaitGroup
 	for i := range n {
 		dir := writeContext(t, map[string]string{
 			"Dockerfile": fmt.Sprintf(`ARG BASE
@@ -40,19 +38,22 @@ COPY own.txt /own.txt
 		})
 		refs[i] = fmt.Sprintf("%s/e2e/shared-%d:v1", e.registry, i)
 		if i == n/2 {
-			// The second wave starts once a build of the first is done, so
-			// it finds the shared step in the cache, while the others of the
-			// first wave may still run.
-			select {
-			case <-firstDone:
-			case <-time.After(time.Minute):
-			}
+			// The second wave starts once the first is done, so that it
+			// finds the shared step in the cache: while a build that used
+			// the step still runs, BuildKit hands a new one the step's
+			// running state, whose progress says DONE, not CACHED.
+			firstWave.Wait()
 		}
 		wg.Add(1)
+		if i < n/2 {
+			firstWave.Add(1)
+		}
 		go func() {
 			defer wg.Done()
 			results[i] = e.build(t, root, "-t", refs[i], "--push", dir)
-			once.Do(func() { close(firstDone) })
+			if i < n/2 {
+				firstWave.Done()
+			}
 		}()
 	}
 	wg.Wait()
