@@ -11,6 +11,7 @@ import (
 
 	"github.com/google/go-containerregistry/pkg/v1/types"
 
+	"github.com/imgbuild/imgbuild/internal/boundio"
 	"github.com/imgbuild/imgbuild/pkg/builder/internal/embedded"
 )
 
@@ -173,8 +174,8 @@ func (t *limitTransport) bound(resp *http.Response, kind LimitKind, subject stri
 		return &limitError{Kind: kind, Subject: subject, Detail: fmt.Sprintf("%d bytes", resp.ContentLength), Max: max}
 	}
 	if resp.Body != nil && resp.Body != http.NoBody {
-		resp.Body = &boundedBody{ReadCloser: resp.Body, left: max, err: &limitError{
-			Kind: kind, Subject: subject, Detail: fmt.Sprintf("more than %d bytes", max), Max: max}}
+		resp.Body = boundedBody{Closer: resp.Body, Reader: &boundio.Reader{R: resp.Body, Max: max, Err: &limitError{
+			Kind: kind, Subject: subject, Detail: fmt.Sprintf("more than %d bytes", max), Max: max}}}
 	}
 	return nil
 }
@@ -228,25 +229,8 @@ func isConfig(s string) bool {
 	return false
 }
 
-// boundedBody fails with err once more than left bytes were read.
+// boundedBody is a response body that fails once it passed its limit.
 type boundedBody struct {
-	io.ReadCloser
-	left int64
-	err  error
-}
-
-// Read implements io.Reader.
-func (b *boundedBody) Read(p []byte) (int, error) {
-	if b.left < 0 {
-		return 0, b.err
-	}
-	if int64(len(p)) > b.left+1 {
-		p = p[:b.left+1]
-	}
-	n, err := b.ReadCloser.Read(p)
-	b.left -= int64(n)
-	if b.left < 0 {
-		return n, b.err
-	}
-	return n, err
+	*boundio.Reader
+	io.Closer
 }

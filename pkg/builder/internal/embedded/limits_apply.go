@@ -19,6 +19,8 @@ import (
 	"github.com/containerd/containerd/v2/pkg/archive/compression"
 	"github.com/containerd/containerd/v2/pkg/namespaces"
 	ocispecs "github.com/opencontainers/image-spec/specs-go/v1"
+
+	"github.com/imgbuild/imgbuild/internal/boundio"
 )
 
 // imageSizeLabel records, on a layer's committed snapshot, the uncompressed
@@ -77,46 +79,20 @@ func (a *limitApplier) Apply(ctx context.Context, desc ocispecs.Descriptor, moun
 		le.Max = a.limits.ImageSize
 		le.Detail = fmt.Sprintf("the image's layers up to it more than %d bytes uncompressed", a.limits.ImageSize)
 	}
-	counted := &countingReader{r: ds, left: budget, err: le}
+	counted := &boundio.Reader{R: ds, Max: budget, Err: le}
 	// The inner applier gets the counted stream as an uncompressed layer;
 	// what it returns (the diff ID) is the same as for the original.
 	udesc := ocispecs.Descriptor{MediaType: ocispecs.MediaTypeImageLayer, Digest: desc.Digest, Size: desc.Size}
 	out, err := apply.NewFileSystemApplier(streamProvider{counted}).Apply(ctx, udesc, mounts, opts...)
 	if err != nil {
-		if counted.left < 0 {
+		if counted.Over() {
 			// The tar reader may report its own error for the cut stream.
 			return ocispecs.Descriptor{}, le
 		}
 		return out, err
 	}
-	a.sizes.applied(key, below+counted.n)
+	a.sizes.applied(key, below+counted.N)
 	return out, nil
-}
-
-// countingReader counts what passes and fails with err once more than left
-// bytes did.
-type countingReader struct {
-	r    io.Reader
-	n    int64
-	left int64
-	err  error
-}
-
-// Read implements io.Reader.
-func (c *countingReader) Read(p []byte) (int, error) {
-	if c.left < 0 {
-		return 0, c.err
-	}
-	if int64(len(p)) > c.left+1 {
-		p = p[:c.left+1]
-	}
-	n, err := c.r.Read(p)
-	c.n += int64(n)
-	c.left -= int64(n)
-	if c.left < 0 {
-		return n, c.err
-	}
-	return n, err
 }
 
 // streamProvider serves one stream as a content.Provider, for an applier
