@@ -321,6 +321,13 @@ func (l *logBuffer) String() string {
 func startImgbuild(t *testing.T, args ...string) (*exec.Cmd, *logBuffer) {
 	t.Helper()
 	cmd := exec.Command(binary, args...)
+	return cmd, startCmd(t, cmd)
+}
+
+// startCmd starts cmd with its stderr collected, and kills it at the end of
+// the test.
+func startCmd(t *testing.T, cmd *exec.Cmd) *logBuffer {
+	t.Helper()
 	stderr := &logBuffer{}
 	cmd.Stderr = stderr
 	// Wait must not wait for processes left holding stderr.
@@ -332,7 +339,7 @@ func startImgbuild(t *testing.T, args ...string) (*exec.Cmd, *logBuffer) {
 		_ = cmd.Process.Kill()
 		_ = cmd.Wait()
 	})
-	return cmd, stderr
+	return stderr
 }
 
 // killNine SIGKILLs cmd, reaps it and returns when it was killed.

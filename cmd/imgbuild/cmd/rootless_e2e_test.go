@@ -256,17 +256,7 @@ func TestRootlessKillNineStopsRun(t *testing.T) {
 	root := filepath.Join(home, "state")
 	cmd := commandAs(t, uid, gid, home, "build", "--root", root, "--runc", e.runc, "--progress", "plain",
 		"--build-arg", "BASE="+e.base, ctx)
-	stderr := &logBuffer{}
-	cmd.Stderr = stderr
-	// Wait must not wait for processes left holding stderr.
-	cmd.WaitDelay = time.Second
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		_ = cmd.Process.Kill()
-		_ = cmd.Wait()
-	})
+	stderr := startCmd(t, cmd)
 	waitForProcess(t, marker, 2*time.Minute, stderr)
 	killed := killNine(t, cmd)
 	assertProcessesGone(t, killed, "rootless build", marker, root)
