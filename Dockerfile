@@ -9,17 +9,23 @@
 # It is also a drop-in for kaniko's image: /kaniko/executor runs
 # `imgbuild executor`, the default context is /workspace and credentials are
 # read from /kaniko/.docker, as in kaniko's deploy/Dockerfile.
+#
+# Everything of imgbuild's is under /kaniko, as kaniko keeps its own: the
+# in-place executor (the default pod) makes / hold each RUN step's root
+# filesystem and leaves /kaniko alone; /kaniko/.imgbuild-container tells it
+# that this root filesystem is made for the build.
 FROM scratch
 
-COPY bin/ca-certificates.crt /etc/ssl/certs/ca-certificates.crt
-COPY bin/runc /usr/local/bin/runc
-COPY bin/imgbuild /usr/local/bin/imgbuild
-# /kaniko/executor (a symlink to imgbuild), /kaniko/.docker, /workspace.
+COPY bin/ca-certificates.crt /kaniko/ssl/certs/ca-certificates.crt
+COPY bin/runc /kaniko/runc
+COPY bin/imgbuild /kaniko/imgbuild
+# /kaniko/executor (a symlink to imgbuild), /kaniko/.docker, the marker,
+# /workspace.
 COPY hack/image/ /
 
-ENV PATH=/usr/local/bin:/kaniko \
-    SSL_CERT_FILE=/etc/ssl/certs/ca-certificates.crt \
+ENV PATH=/kaniko \
+    SSL_CERT_FILE=/kaniko/ssl/certs/ca-certificates.crt \
     DOCKER_CONFIG=/kaniko/.docker/ \
     IMGBUILD_ROOT=/var/lib/imgbuild
 WORKDIR /workspace
-ENTRYPOINT ["/usr/local/bin/imgbuild"]
+ENTRYPOINT ["/kaniko/imgbuild"]

@@ -12,6 +12,11 @@ TEST_TIMEOUT ?= 20m
 FUZZTIME ?= 10s
 TEST_FUZZTIME ?= 3s
 CA_BUNDLE ?= /etc/ssl/certs/ca-certificates.crt
+# Every go command here builds against BuildKit with imgbuild's two patches
+# (third_party/buildkit/README.md), through the workspace hack/buildkit-src.sh
+# writes. A go command run by hand without it builds unpatched BuildKit, in
+# which only --executor inplace refuses to run.
+export GOWORK := $(BIN)/go.work
 
 .DEFAULT_GOAL := help
 
@@ -23,8 +28,12 @@ help: ## Show this help
 deps: ## Install missing Debian packages (libseccomp-dev, busybox-static, docker-registry, ...)
 	@hack/install-deps.sh
 
+.PHONY: buildkit-src
+buildkit-src:
+	@GO=$(GO) hack/buildkit-src.sh
+
 .PHONY: build
-build: deps ## Build bin/imgbuild (static, CGO off) and copy the CA bundle for the image
+build: deps buildkit-src ## Build bin/imgbuild (static, CGO off) and copy the CA bundle for the image
 	CGO_ENABLED=0 $(GO) build $(GO_BUILD_FLAGS) -ldflags "-X github.com/imgbuild/imgbuild/cmd/imgbuild/cmd.version=$(VERSION)" -o $(BIN)/imgbuild ./cmd/imgbuild
 	@# The Dockerfile copies this into the scratch image (see .dockerignore).
 	install -m 0644 $(CA_BUNDLE) $(BIN)/ca-certificates.crt
@@ -41,13 +50,13 @@ demo: build runc ## Build and push testdata/demo to a local registry, then show 
 # prerequisites into failures (internal/testutil.Require). bin/ goes first on
 # PATH so tests find our runc rather than an older one on the host.
 .PHONY: test
-test: deps build runc ## Vet and run all tests with -race (set CI=true to fail on missing prerequisites)
+test: deps buildkit-src build runc ## Vet and run all tests with -race (set CI=true to fail on missing prerequisites)
 	$(GO) vet ./...
 	PATH="$(BIN):$$PATH" $(GO) test -race -count=1 -timeout $(TEST_TIMEOUT) ./...
 	FUZZTIME=$(TEST_FUZZTIME) FUZZ_PACKAGES=./pkg/kaniko GO=$(GO) hack/fuzz.sh
 
 .PHONY: fuzz
-fuzz: ## Fuzz the flag parsers, FUZZTIME (default 10s) per target (hack/fuzz.sh)
+fuzz: buildkit-src ## Fuzz the flag parsers, FUZZTIME (default 10s) per target (hack/fuzz.sh)
 	FUZZTIME=$(FUZZTIME) GO=$(GO) hack/fuzz.sh
 
 # Not part of test: it takes tens of minutes and its figures depend on the
@@ -57,7 +66,7 @@ bench: build runc ## Benchmark imgbuild against buildkitd+buildctl and buildah (
 	hack/bench/bench.sh
 
 .PHONY: lint
-lint: ## gofmt, go vet and golangci-lint (errcheck, errorlint, staticcheck, unused; .golangci.yml), built into bin/ on first use
+lint: buildkit-src ## gofmt, go vet and golangci-lint (errcheck, errorlint, staticcheck, unused; .golangci.yml), built into bin/ on first use
 	@out="$$(gofmt -l $$(find . -name '*.go' -not -path './bin/*' -not -path './third_party/*'))"; \
 	if [ -n "$$out" ]; then echo "gofmt needed on:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...

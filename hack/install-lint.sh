@@ -5,6 +5,8 @@
 # Environment:
 #   GOLANGCI_LINT_VERSION  version to build (default v2.15.0)
 set -o errexit -o nounset -o pipefail
+# Builds another module: not the workspace of our patched BuildKit.
+export GOWORK=off
 
 PROJECT_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 want="${GOLANGCI_LINT_VERSION:-v2.15.0}"

@@ -11,6 +11,8 @@
 #                 newest v1.5.x release is used instead)
 #   RUNC_STATIC   "0" to skip the static attempt (default 1)
 set -o errexit -o nounset -o pipefail
+# Builds another module: not the workspace of our patched BuildKit.
+export GOWORK=off
 
 PROJECT_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "${PROJECT_ROOT}"

@@ -14,6 +14,8 @@ import (
 )
 
 func main() {
+	// Run as the start of an in-place RUN step: set its umask, become it.
+	sandbox.StepMain()
 	// Run as BuildKit's runc in a single-ID user namespace: fix the bundle
 	// and become runc.
 	sandbox.RuncShimMain()
@@ -21,6 +23,8 @@ func main() {
 	sandbox.WatchdogMain()
 	// In the child of a rootless re-exec, wait for the ID maps first.
 	sandbox.UserNamespaceChildInit()
+	// In a probe child of the executor ladder, probe and exit.
+	sandbox.ProbeMain()
 	args := os.Args[1:]
 	// Installed as /kaniko/executor (a symlink), imgbuild is kaniko's
 	// executor, so that kaniko Job specs keep their command.

@@ -71,6 +71,14 @@ func New(ctx context.Context, dir statedir.Dir, opts ...Option) (*Builder, error
 	if root == "" {
 		return nil, errors.New("no state dir given")
 	}
+	if o.executor == sandbox.InPlace {
+		// RUN steps run without runc.
+		b := &Builder{opts: o, images: dir.Images(), runcVer: "none (in-place executor)"}
+		if err := b.open(ctx); err != nil {
+			return nil, err
+		}
+		return b, nil
+	}
 	runcPath, err := sandbox.FindRunc(o.runc)
 	if err != nil {
 		return nil, err

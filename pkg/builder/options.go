@@ -5,6 +5,7 @@ import (
 	"github.com/sirupsen/logrus"
 
 	"github.com/imgbuild/imgbuild/pkg/registry"
+	"github.com/imgbuild/imgbuild/pkg/sandbox"
 	"github.com/imgbuild/imgbuild/pkg/statedir"
 )
 
@@ -28,6 +29,15 @@ type options struct {
 	cacheMountsFrom        string
 	cacheMountsTo          string
 	limits                 Limits
+	executor               sandbox.Executor
+}
+
+// WithExecutor sets how RUN steps run, as chosen by
+// [sandbox.ChooseExecutor]: sandbox.Runc (the default), sandbox.RuncNoSandbox
+// or sandbox.InPlace, which needs no runc, uses the native snapshotter and
+// refuses another.
+func WithExecutor(e sandbox.Executor) Option {
+	return func(o *options) error { o.executor = e; return nil }
 }
 
 // WithRunc sets the runc binary. The default is the runc next to the running

@@ -4,6 +4,12 @@ package builder
 
 import (
 	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/imgbuild/imgbuild/pkg/builder/internal/embedded"
 	"github.com/imgbuild/imgbuild/pkg/sandbox"
@@ -14,13 +20,25 @@ import (
 // the options resolved into an [embedded.Config]. It returns the record of
 // where pulled blobs come from, which the registry hosts write to.
 func startEmbedded(ctx context.Context, o *options) (*embedded.Controller, *blobSources, error) {
-	snName, err := embedded.ResolveSnapshotter(o.root, o.snapshotter)
+	snapshotter := o.snapshotter
+	var inplace *inPlaceSetup
+	if o.executor == sandbox.InPlace {
+		if snapshotter != "" && snapshotter != "auto" && snapshotter != "native" {
+			return nil, nil, fmt.Errorf("--snapshotter %s: the in-place executor works only with the native snapshotter", snapshotter)
+		}
+		snapshotter = "native"
+		var err error
+		if inplace, err = setupInPlace(o); err != nil {
+			return nil, nil, err
+		}
+	}
+	snName, err := embedded.ResolveSnapshotter(o.root, snapshotter)
 	if err != nil {
 		return nil, nil, err
 	}
 	// Before anything opens a database: another snapshotter's view of the
 	// state dir would drop its records.
-	explicit := o.snapshotter != "" && o.snapshotter != "auto"
+	explicit := snapshotter != "" && snapshotter != "auto"
 	if err := checkWorkerRecord(o.root, snName, explicit, sandbox.InUserNamespace()); err != nil {
 		return nil, nil, err
 	}
@@ -32,7 +50,7 @@ func startEmbedded(ctx context.Context, o *options) (*embedded.Controller, *blob
 	}
 	sources := newBlobSources(o.root)
 	l := o.limits.resolved()
-	bk, err := embedded.Start(ctx, embedded.Config{
+	cfg := embedded.Config{
 		Dir:                    o.dir,
 		Runc:                   o.runc,
 		Snapshotter:            snName,
@@ -41,9 +59,58 @@ func startEmbedded(ctx context.Context, o *options) (*embedded.Controller, *blob
 		GCPolicy:               gcPolicy(o.dir, o.gc),
 		Limits:                 embedded.Limits{LayerSize: l.LayerSize, ImageSize: l.ImageSize},
 		AllowExternalFrontends: o.allowExternalFrontends,
-	})
+		Executor:               string(o.executor),
+	}
+	if inplace != nil {
+		cfg.Protect, cfg.SecretsDir = inplace.protect, inplace.secretsDir
+	}
+	bk, err := embedded.Start(ctx, cfg)
 	if err != nil {
 		return nil, nil, err
 	}
 	return bk, sources, nil
+}
+
+// inPlaceSetup is what the in-place executor is started with.
+type inPlaceSetup struct {
+	protect    []string
+	secretsDir string
+}
+
+// setupInPlace readies the process for the in-place executor: BuildKit
+// built with imgbuild's patch and told not to mount, secrets in an existing
+// tmpfs, and the paths of / it must leave alone.
+func setupInPlace(o *options) (*inPlaceSetup, error) {
+	if err := os.Setenv("IMGBUILD_NO_MOUNTS", "1"); err != nil {
+		return nil, err
+	}
+	if !embedded.NoMountsPatched() {
+		return nil, errors.New("the in-place executor needs imgbuild built with its BuildKit patch (third_party/buildkit): build it with make build")
+	}
+	s := &inPlaceSetup{secretsDir: o.dir.Temp()}
+	if fi, err := os.Stat("/dev/shm"); err == nil && fi.IsDir() && unix.Access("/dev/shm", unix.W_OK) == nil {
+		s.secretsDir = "/dev/shm"
+	}
+	if err := os.MkdirAll(s.secretsDir, 0o700); err != nil {
+		return nil, err
+	}
+	if err := os.Setenv("IMGBUILD_SECRETS_DIR", s.secretsDir); err != nil {
+		return nil, err
+	}
+	s.protect = append(s.protect, o.root, "kaniko")
+	if exe, err := os.Executable(); err == nil {
+		s.protect = append(s.protect, exe)
+	}
+	if d := os.Getenv("DOCKER_CONFIG"); d != "" {
+		s.protect = append(s.protect, d)
+	}
+	if o.runc != "" {
+		s.protect = append(s.protect, o.runc)
+	}
+	for _, p := range s.protect {
+		if filepath.Clean(p) == "/" {
+			return nil, errors.New("the in-place executor cannot keep / for itself: use a state dir and files below it")
+		}
+	}
+	return s, nil
 }

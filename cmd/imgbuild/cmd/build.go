@@ -16,7 +16,6 @@ import (
 	"github.com/imgbuild/imgbuild/pkg/builder"
 	"github.com/imgbuild/imgbuild/pkg/publish"
 	"github.com/imgbuild/imgbuild/pkg/registry"
-	"github.com/imgbuild/imgbuild/pkg/sandbox"
 )
 
 // buildOptions are `imgbuild build`'s flags, named as in `docker buildx build`.
@@ -71,8 +70,8 @@ standard error.`,
   imgbuild build -f - --secret id=npmrc,env=NPM_TOKEN . < Dockerfile`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if sandbox.NeedsUserNamespace() {
-				return ro.rerunRootless(cmd, bo.state)
+			if rerun, err := ro.enterSandbox(cmd, &bo.state); rerun || err != nil {
+				return err
 			}
 			return runBuild(cmd, ro, bo, args[0])
 		},
@@ -101,6 +100,7 @@ standard error.`,
 	bo.limits.addFlags(f)
 	bo.digests.addFlags(f)
 	bo.state.addFlags(f)
+	bo.state.addExecutorFlag(f)
 	f.BoolVar(&bo.allowInsecureRunc, "allow-insecure-runc", false, "run RUN steps with a runc that lacks the 2024/2025 container-escape fixes")
 	f.BoolVar(&bo.allowExternalFrontend, "allow-external-frontend", false, "allow '# syntax=' to pull and run a frontend image other than docker/dockerfile")
 	return cmd
@@ -308,6 +308,7 @@ func runBuild(cmd *cobra.Command, ro *rootOptions, bo *buildOptions, contextDir 
 		builder.WithExternalFrontends(bo.allowExternalFrontend),
 		builder.WithWaitForLock(bo.state.wait),
 		builder.WithLogger(ro.log),
+		builder.WithExecutor(bo.state.chosen),
 	}
 	bopts = append(bopts, regBuilderOpts...)
 	bopts = append(bopts, cacheOpts...)

@@ -11,7 +11,6 @@ import (
 	units "github.com/docker/go-units"
 	"github.com/spf13/cobra"
 
-	"github.com/imgbuild/imgbuild/pkg/sandbox"
 	"github.com/imgbuild/imgbuild/pkg/statedir"
 )
 
@@ -32,8 +31,8 @@ with totals, plus the image store of recent build results.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			// The state dir must be seen as build sees it (see stateFlags).
-			if sandbox.NeedsUserNamespace() {
-				return ro.rerunRootless(cmd, do.state)
+			if rerun, err := ro.enterSandbox(cmd, &do.state); rerun || err != nil {
+				return err
 			}
 			return runDu(cmd, ro, do)
 		},

@@ -17,7 +17,6 @@ import (
 	"github.com/imgbuild/imgbuild/pkg/builder"
 	"github.com/imgbuild/imgbuild/pkg/kaniko"
 	"github.com/imgbuild/imgbuild/pkg/registry"
-	"github.com/imgbuild/imgbuild/pkg/sandbox"
 )
 
 // kanikoOptions are kaniko's executor flags, with kaniko's names, short
@@ -105,8 +104,8 @@ accepted with a warning.`,
 			return nil
 		},
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if sandbox.NeedsUserNamespace() {
-				return ro.rerunRootless(cmd, bo.state)
+			if rerun, err := ro.enterSandbox(cmd, &bo.state); rerun || err != nil {
+				return err
 			}
 			ko.warnIgnored(cmd, ro.log)
 			contextDir, cleanup, err := ko.resolveContext(cmd.Context(), cmd.InOrStdin(), os.Getenv)
@@ -131,6 +130,7 @@ accepted with a warning.`,
 	// Flags imgbuild shares with kaniko under the same names.
 	bo.state.addRootFlags(f)
 	f.StringVar(&bo.progress, "progress", "plain", "progress output: auto, tty, plain, rawjson or quiet")
+	bo.state.addExecutorFlag(f)
 	bo.reg.addFlags(f)
 	bo.cache.addFlags(f)
 	bo.limits.addFlags(f)

@@ -121,12 +121,12 @@ func TestBuildOwnImage(t *testing.T) {
 		t.Fatal(err)
 	}
 	fs := files(t, img)
-	for _, f := range []string{"usr/local/bin/imgbuild", "usr/local/bin/runc", "etc/ssl/certs/ca-certificates.crt", "kaniko/.docker/config.json", "workspace"} {
+	for _, f := range []string{"kaniko/imgbuild", "kaniko/runc", "kaniko/ssl/certs/ca-certificates.crt", "kaniko/.docker/config.json", "kaniko/.imgbuild-container", "workspace"} {
 		if _, ok := fs[f]; !ok {
 			t.Errorf("image lacks %s", f)
 		}
 	}
-	if fs["kaniko/executor"] != "-> /usr/local/bin/imgbuild" {
+	if fs["kaniko/executor"] != "-> imgbuild" {
 		t.Errorf("/kaniko/executor = %q, want a link to imgbuild", fs["kaniko/executor"])
 	}
 	cf, err := img.ConfigFile()

@@ -135,8 +135,8 @@ func podSpec(t *testing.T, e e2e, args []string) map[string]any {
 	proc["terminal"] = false
 	proc["args"] = args
 	proc["cwd"] = "/workspace"
-	proc["env"] = []string{"PATH=/usr/local/bin:/kaniko", "HOME=/root", "DOCKER_CONFIG=/kaniko/.docker/",
-		"IMGBUILD_ROOT=/var/lib/imgbuild", "SSL_CERT_FILE=/etc/ssl/certs/ca-certificates.crt"}
+	proc["env"] = []string{"PATH=/kaniko", "HOME=/root", "DOCKER_CONFIG=/kaniko/.docker/",
+		"IMGBUILD_ROOT=/var/lib/imgbuild", "SSL_CERT_FILE=/kaniko/ssl/certs/ca-certificates.crt"}
 	proc["user"] = map[string]any{"uid": 0, "gid": 0}
 	proc["noNewPrivileges"] = true
 	proc["capabilities"] = map[string]any{"bounding": podCaps, "effective": podCaps, "permitted": podCaps}

@@ -25,6 +25,15 @@ type stateFlags struct {
 	runc        string
 	snapshotter string
 	wait        bool
+	// executor is --executor (build and executor only); chosen is the rung
+	// enterSandbox picked.
+	executor string
+	chosen   sandbox.Executor
+}
+
+// addExecutorFlag adds --executor, for the commands that run RUN steps.
+func (s *stateFlags) addExecutorFlag(f *pflag.FlagSet) {
+	f.StringVar(&s.executor, "executor", "auto", "how RUN steps run: auto (the strongest that works here), runc (own namespaces), runc-no-sandbox (own user namespace, this container's /proc and PID namespace), inplace (in this container's root filesystem, as kaniko: only in a container made for the build)")
 }
 
 func (s *stateFlags) addFlags(f *pflag.FlagSet) {
@@ -65,6 +74,7 @@ func (s *stateFlags) open(ctx context.Context, ro *rootOptions) (*builder.Builde
 		builder.WithWaitForLock(s.wait),
 		builder.WithLogger(ro.log),
 		builder.WithGC(statedir.GCConfig{Disabled: true}),
+		builder.WithExecutor(s.chosen),
 	)
 	return b, stateDirHint(err, true)
 }
@@ -97,8 +107,8 @@ least recently used records only until the cache fits the size given.`,
   imgbuild prune --all`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if sandbox.NeedsUserNamespace() {
-				return ro.rerunRootless(cmd, po.state)
+			if rerun, err := ro.enterSandbox(cmd, &po.state); rerun || err != nil {
+				return err
 			}
 			return runPrune(cmd, ro, po)
 		},

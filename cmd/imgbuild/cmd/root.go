@@ -162,16 +162,49 @@ func (q *quietFormatter) Format(e *logrus.Entry) ([]byte, error) {
 	return q.Formatter.Format(e)
 }
 
+// enterSandbox picks the executor rung (see sandbox.ChooseExecutor) for a
+// command that opens the state dir, says which in one line when it is not
+// the plain default, and runs the command again in a user namespace when
+// the rung needs one: rerun is then set and the command is done.
+func (ro *rootOptions) enterSandbox(cmd *cobra.Command, state *stateFlags) (rerun bool, err error) {
+	want, err := sandbox.ParseExecutor(state.executor)
+	if err != nil {
+		return false, fmt.Errorf("--executor: %w", err)
+	}
+	choice, err := sandbox.ChooseExecutor(want)
+	if err != nil {
+		return false, err
+	}
+	state.chosen = choice.Executor
+	if state.executor != "" && !choice.Pinned {
+		if choice.Executor == sandbox.Runc {
+			ro.log.Debug(choice.Line())
+		} else {
+			ro.log.Info(choice.Line())
+		}
+	}
+	if choice.Executor != sandbox.Runc {
+		// RUN steps share this process's PID namespace, or its container.
+		if err := sandbox.HideFromSteps(); err != nil {
+			return false, fmt.Errorf("hiding this process from RUN steps: %w", err)
+		}
+	}
+	if !choice.UserNamespace || !sandbox.NeedsUserNamespace() {
+		return false, nil
+	}
+	return true, ro.rerunRootless(cmd, *state, choice)
+}
+
 // rerunRootless runs this command line again in a user namespace where
 // imgbuild is root (see sandbox.RunInUserNamespace) and returns its exit
 // status. The state dir is resolved here, as the unprivileged user, and
 // handed down: inside, the euid is 0.
-func (ro *rootOptions) rerunRootless(cmd *cobra.Command, state stateFlags) error {
+func (ro *rootOptions) rerunRootless(cmd *cobra.Command, state stateFlags, choice sandbox.Choice) error {
 	dir, err := state.dir()
 	if err != nil {
 		return err
 	}
-	env := append(os.Environ(), statedir.EnvRoot+"="+dir.Path())
+	env := append(os.Environ(), statedir.EnvRoot+"="+dir.Path(), sandbox.PinExecutor(choice))
 	ro.log.Debugf("not root: re-running in a user namespace (state dir %s)", dir)
 	code, err := sandbox.RunInUserNamespace(cmd.Context(), ro.args, env, func(note string) { ro.log.Warn(note) })
 	if err != nil {

@@ -12,6 +12,7 @@ import (
 	"strings"
 	"syscall"
 
+	"github.com/containerd/containerd/v2/core/mount"
 	"github.com/containerd/containerd/v2/core/remotes/docker"
 	"github.com/containerd/containerd/v2/core/snapshots"
 	"github.com/containerd/containerd/v2/plugins/snapshots/native"
@@ -29,6 +30,7 @@ import (
 	"github.com/moby/buildkit/frontend/gateway"
 	"github.com/moby/buildkit/frontend/gateway/forwarder"
 	"github.com/moby/buildkit/session"
+	bksnapshot "github.com/moby/buildkit/snapshot"
 	"github.com/moby/buildkit/solver"
 	"github.com/moby/buildkit/solver/bboltcachestorage"
 	"github.com/moby/buildkit/util/db/boltutil"
@@ -69,11 +71,28 @@ type Config struct {
 	// Limits bound the layers the worker unpacks. The default (zero) bounds
 	// nothing.
 	Limits Limits
+	// Executor is how RUN steps run: ExecutorRunc (the default, ""),
+	// ExecutorRuncNoSandbox or ExecutorInPlace (see pkg/sandbox's ladder).
+	Executor string
+	// Protect is what ExecutorInPlace leaves alone in / besides what
+	// inplace.Protected finds: the state dir, the build context,
+	// imgbuild's own files.
+	Protect []string
+	// SecretsDir is where ExecutorInPlace has secrets written: an existing
+	// tmpfs.
+	SecretsDir string
 	// AllowExternalFrontends enables the gateway.v0 frontend (a
 	// "# syntax=" image). The default (false) allows only the built-in
 	// Dockerfile frontend.
 	AllowExternalFrontends bool
 }
+
+// The executors of Config.Executor.
+const (
+	ExecutorRunc          = "runc"
+	ExecutorRuncNoSandbox = "runc-no-sandbox"
+	ExecutorInPlace       = "inplace"
+)
 
 // Controller is one in-process BuildKit: controller, gRPC server on an
 // in-memory listener, and the client connected to it.
@@ -117,7 +136,7 @@ func Start(ctx context.Context, cfg Config) (*Controller, error) {
 		}
 		return sn, err
 	}
-	wopt, err := newWorkerOpt(cfg.Dir.Worker(snFactory.Name), snFactory, cfg.Rootless, cfg.Runc, cfg.Limits)
+	wopt, err := newWorkerOpt(cfg.Dir.Worker(snFactory.Name), snFactory, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("creating runc worker: %w", err)
 	}
@@ -318,4 +337,22 @@ func snapshotterFactory(root, name string) (string, runc.SnapshotterFactory, err
 	default:
 		return "", runc.SnapshotterFactory{}, fmt.Errorf("unknown snapshotter %q (want auto, overlayfs, fuse-overlayfs or native)", name)
 	}
+}
+
+// NoMountsPatched reports whether BuildKit was built with imgbuild's patch
+// (third_party/buildkit) and IMGBUILD_NO_MOUNTS is set: a read-only local
+// mount is then its source, with nothing mounted.
+func NoMountsPatched() bool {
+	dir, err := os.MkdirTemp("", "imgbuild-probe-")
+	if err != nil {
+		return false
+	}
+	defer os.RemoveAll(dir)
+	lm := bksnapshot.LocalMounterWithMounts([]mount.Mount{{Type: "bind", Source: dir, Options: []string{"rbind", "ro"}}})
+	p, err := lm.Mount()
+	if err != nil {
+		return false
+	}
+	defer lm.Unmount() //nolint:errcheck // a probe
+	return p == dir
 }

@@ -39,13 +39,23 @@ type limitApplier struct {
 	cs     content.Provider
 	limits Limits // resolved
 	sizes  *chainSizes
+	// newApplier is the applier that unpacks, containerd's file system
+	// applier by default.
+	newApplier func(content.Provider) diff.Applier
+}
+
+func (a *limitApplier) inner(cs content.Provider) diff.Applier {
+	if a.newApplier != nil {
+		return a.newApplier(cs)
+	}
+	return apply.NewFileSystemApplier(cs)
 }
 
 var _ diff.Applier = (*limitApplier)(nil)
 
 // Apply implements diff.Applier.
 func (a *limitApplier) Apply(ctx context.Context, desc ocispecs.Descriptor, mounts []mount.Mount, opts ...diff.ApplyOpt) (ocispecs.Descriptor, error) {
-	plain := apply.NewFileSystemApplier(a.cs)
+	plain := a.inner(a.cs)
 	if a.limits.LayerSize == 0 && a.limits.ImageSize == 0 {
 		return plain.Apply(ctx, desc, mounts, opts...)
 	}
@@ -83,7 +93,7 @@ func (a *limitApplier) Apply(ctx context.Context, desc ocispecs.Descriptor, moun
 	// The inner applier gets the counted stream as an uncompressed layer;
 	// what it returns (the diff ID) is the same as for the original.
 	udesc := ocispecs.Descriptor{MediaType: ocispecs.MediaTypeImageLayer, Digest: desc.Digest, Size: desc.Size}
-	out, err := apply.NewFileSystemApplier(streamProvider{counted}).Apply(ctx, udesc, mounts, opts...)
+	out, err := a.inner(streamProvider{counted}).Apply(ctx, udesc, mounts, opts...)
 	if err != nil {
 		if counted.Over() {
 			// The tar reader may report its own error for the cut stream.

@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"sync"
 
+	"github.com/containerd/containerd/v2/core/content"
 	"github.com/containerd/containerd/v2/core/diff"
 	ctdmetadata "github.com/containerd/containerd/v2/core/metadata"
 	"github.com/containerd/containerd/v2/core/mount"
@@ -20,6 +21,7 @@ import (
 	"github.com/containerd/containerd/v2/plugins/diff/walking"
 	"github.com/containerd/platforms"
 	"github.com/moby/buildkit/cache/metadata"
+	"github.com/moby/buildkit/executor"
 	"github.com/moby/buildkit/executor/oci"
 	"github.com/moby/buildkit/executor/resources"
 	"github.com/moby/buildkit/executor/runcexecutor"
@@ -38,6 +40,7 @@ import (
 	"github.com/sirupsen/logrus"
 	bolt "go.etcd.io/bbolt"
 
+	"github.com/imgbuild/imgbuild/pkg/builder/internal/inplace"
 	"github.com/imgbuild/imgbuild/pkg/statedir"
 )
 
@@ -45,7 +48,8 @@ import (
 // network proxy provider (used only by RUN steps under a network proxy
 // policy) is created on first use: creating it generates a 2048-bit RSA CA
 // key, which was a third of the CPU time of a no-change rebuild.
-func newWorkerOpt(wd statedir.Worker, snFactory runc.SnapshotterFactory, rootless bool, binary string, limits Limits) (base.WorkerOpt, error) {
+func newWorkerOpt(wd statedir.Worker, snFactory runc.SnapshotterFactory, cfg Config) (base.WorkerOpt, error) {
+	rootless, binary, limits := cfg.Rootless, cfg.Runc, cfg.Limits
 	var opt base.WorkerOpt
 	root := wd.Path()
 	if err := os.MkdirAll(root, 0o700); err != nil {
@@ -69,16 +73,28 @@ func newWorkerOpt(wd statedir.Worker, snFactory runc.SnapshotterFactory, rootles
 	if err != nil {
 		return opt, err
 	}
-	exe, err := runcexecutor.New(runcexecutor.Opt{
-		Root:              wd.Executor(),
-		CommandCandidates: cmds,
-		Rootless:          rootless,
-		ProcessMode:       oci.ProcessSandbox,
-		ResourceMonitor:   rm,
-		ProxyProvider:     pp,
-	}, np)
-	if err != nil {
-		return opt, err
+	mode := oci.ProcessSandbox
+	if cfg.Executor == ExecutorRuncNoSandbox {
+		mode = oci.NoProcessSandbox
+	}
+	var exe executor.Executor
+	if cfg.Executor == ExecutorInPlace {
+		if exe, err = inplace.New("/", cfg.SecretsDir, cfg.Protect); err != nil {
+			return opt, err
+		}
+	} else {
+		runcExe, err := runcexecutor.New(runcexecutor.Opt{
+			Root:              wd.Executor(),
+			CommandCandidates: cmds,
+			Rootless:          rootless,
+			ProcessMode:       mode,
+			ResourceMonitor:   rm,
+			ProxyProvider:     pp,
+		}, np)
+		if err != nil {
+			return opt, err
+		}
+		exe = newWatchedExecutor(runcExe, root, binary)
 	}
 	s, err := snFactory.New(filepath.Join(root, "snapshots"))
 	if err != nil {
@@ -133,6 +149,13 @@ func newWorkerOpt(wd statedir.Worker, snFactory runc.SnapshotterFactory, rootles
 	if err := setNoSync(md.DB()); err != nil {
 		logrus.WithError(err).Debug("metadata_v2.db keeps syncing every transaction")
 	}
+	la := &limitApplier{cs: c, limits: limits, sizes: sizes}
+	differ := walking.NewWalkingDiff(c)
+	if cfg.Executor == ExecutorInPlace {
+		// containerd's mount even a bind; these work on the directories.
+		la.newApplier = func(cs content.Provider) diff.Applier { return inplace.Applier{CS: cs} }
+		differ = inplace.Differ{Store: c}
+	}
 	return base.WorkerOpt{
 		ID:   id,
 		Root: root,
@@ -141,18 +164,18 @@ func newWorkerOpt(wd statedir.Worker, snFactory runc.SnapshotterFactory, rootles
 			wlabel.Snapshotter:    snFactory.Name,
 			wlabel.Hostname:       hostname,
 			wlabel.Network:        "host",
-			wlabel.OCIProcessMode: oci.ProcessSandbox.String(),
+			wlabel.OCIProcessMode: mode.String(),
 			wlabel.SELinuxEnabled: strconv.FormatBool(false),
 		},
 		MetadataStore:    md,
 		ContentMetadata:  db,
 		NetworkProviders: np,
 		ProxyProvider:    pp,
-		Executor:         newWatchedExecutor(exe, root, binary),
+		Executor:         exe,
 		Snapshotter:      containerdsnapshot.NewSnapshotter(snFactory.Name, sn, "buildkit", nil),
 		ContentStore:     c,
-		Applier:          layerApplier{winlayers.NewFileSystemApplierWithWindows(c, &limitApplier{cs: c, limits: limits, sizes: sizes})},
-		Differ:           winlayers.NewWalkingDiffWithWindows(c, walking.NewWalkingDiff(c)),
+		Applier:          layerApplier{winlayers.NewFileSystemApplierWithWindows(c, la)},
+		Differ:           winlayers.NewWalkingDiffWithWindows(c, differ),
 		Platforms:        []ocispecs.Platform{platforms.Normalize(platforms.DefaultSpec())},
 		LeaseManager:     leaseutil.WithNamespace(ctdmetadata.NewLeaseManager(mdb), "buildkit"),
 		GarbageCollect:   mdb.GarbageCollect,
