@@ -159,21 +159,22 @@ func cloneContext(ctx context.Context, spec string, gitOpts []string, getenv fun
 	// request's head) or a commit is fetched after cloning HEAD, and then
 	// checked out detached.
 	var checkout string
+	fetchRef := false
 	switch {
 	case target.hash != "":
 		checkout, co.NoCheckout = target.hash, true
 	case target.name.IsBranch() || target.name.IsTag():
 		co.ReferenceName = target.name
 	case target.name != plumbing.HEAD:
-		co.NoCheckout = true
+		fetchRef, co.NoCheckout = true, true
 	}
 	r, err := git.PlainCloneContext(ctx, dir, false, co)
 	if err != nil {
 		return fail(g.errorf(err, "cloning %s at %s", g, target))
 	}
-	if !target.name.IsBranch() && !target.name.IsTag() && target.name != plumbing.HEAD && target.name != "" {
-		spec := config.RefSpec("+" + target.name + ":" + target.name)
-		err := r.FetchContext(ctx, &git.FetchOptions{RefSpecs: []config.RefSpec{spec}, Auth: g.authMethod(), InsecureSkipTLS: opts.insecureSkipTLS})
+	if fetchRef {
+		rs := config.RefSpec("+" + target.name + ":" + target.name)
+		err := r.FetchContext(ctx, &git.FetchOptions{RefSpecs: []config.RefSpec{rs}, Auth: g.authMethod(), InsecureSkipTLS: opts.insecureSkipTLS})
 		if err != nil && !errors.Is(err, git.NoErrAlreadyUpToDate) {
 			return fail(g.errorf(err, "fetching %s from %s", target.name, g))
 		}
@@ -251,8 +252,8 @@ func resolveGitRef(refs []*plumbing.Reference, ref, branch string) (gitTarget, e
 func checkoutRevision(ctx context.Context, r *git.Repository, g gitRemote, rev string, insecure bool) error {
 	h, err := r.ResolveRevision(plumbing.Revision(rev))
 	if err != nil && plumbing.IsHash(rev) {
-		spec := config.RefSpec("+" + rev + ":refs/imgbuild/commit")
-		if ferr := r.FetchContext(ctx, &git.FetchOptions{RefSpecs: []config.RefSpec{spec}, Auth: g.authMethod(), InsecureSkipTLS: insecure}); ferr == nil {
+		rs := config.RefSpec("+" + rev + ":refs/imgbuild/commit")
+		if ferr := r.FetchContext(ctx, &git.FetchOptions{RefSpecs: []config.RefSpec{rs}, Auth: g.authMethod(), InsecureSkipTLS: insecure}); ferr == nil {
 			h, err = r.ResolveRevision(plumbing.Revision(rev))
 		}
 	}
