@@ -6,7 +6,8 @@
 #   busybox-static                 base image for tests (internal/testutil)
 #   docker-registry                real distribution registry for tests
 #   ca-certificates                TLS roots, also copied into the release image
-#   git                            go module fetches of VCS-only dependencies
+#   git                            go module fetches of VCS-only dependencies; the git
+#                                  http-backend that git context tests serve repos with
 #   curl                           hack/demo.sh waits on the registry with it
 #   uidmap                         newuidmap/newgidmap for rootless builds
 #   fuse-overlayfs                 the snapshotter for rootless builds on kernels without userns overlayfs

@@ -8,9 +8,7 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"net/url"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -135,98 +133,6 @@ func extractContext(ctx context.Context, r io.Reader) (string, func(), error) {
 		return "", func() {}, fmt.Errorf("extracting archive: %w", err)
 	}
 	return dir, cleanup, nil
-}
-
-// cloneContext clones kaniko's git://HOST/PATH[#REF[#COMMIT]] context. Like
-// kaniko, the transport is HTTPS unless GIT_PULL_METHOD=http, and
-// credentials come from GIT_TOKEN or GIT_USERNAME/GIT_PASSWORD; they are put
-// in the URL given to git (never on a command line visible in logs here).
-func cloneContext(ctx context.Context, spec string, gitOpts []string, getenv func(string) string) (string, func(), error) {
-	u, ref, commit, err := gitContextURL(spec, getenv)
-	if err != nil {
-		return "", func() {}, err
-	}
-	opts := map[string]string{}
-	for _, o := range gitOpts {
-		for _, kv := range strings.Split(o, ",") {
-			k, v, _ := strings.Cut(kv, "=")
-			opts[k] = v
-		}
-	}
-	dir, err := os.MkdirTemp("", "imgbuild-git-")
-	if err != nil {
-		return "", func() {}, err
-	}
-	cleanup := func() { os.RemoveAll(dir) }
-	git := func(args ...string) error {
-		c := exec.CommandContext(ctx, "git", args...)
-		c.Dir = dir
-		c.Env = append(os.Environ(), "GIT_TERMINAL_PROMPT=0")
-		if opts["insecure-skip-tls"] == "true" {
-			c.Env = append(c.Env, "GIT_SSL_NO_VERIFY=true")
-		}
-		if out, err := c.CombinedOutput(); err != nil {
-			// git echoes the URL; keep credentials out of the error.
-			return fmt.Errorf("git %s: %w: %s", args[0], err, strings.TrimSpace(redactURL(string(out))))
-		}
-		return nil
-	}
-	branch := opts["branch"]
-	if strings.HasPrefix(ref, "refs/heads/") {
-		branch = strings.TrimPrefix(ref, "refs/heads/")
-	}
-	args := []string{"clone", "--quiet"}
-	if branch != "" {
-		args = append(args, "--branch", branch)
-	}
-	if opts["single-branch"] == "true" {
-		args = append(args, "--single-branch")
-	}
-	if opts["recurse-submodules"] == "true" {
-		args = append(args, "--recurse-submodules")
-	}
-	if err := git(append(args, u.String(), ".")...); err != nil {
-		cleanup()
-		return "", func() {}, err
-	}
-	if ref != "" && branch == "" {
-		if err := git("fetch", "--quiet", "origin", ref); err != nil {
-			cleanup()
-			return "", func() {}, err
-		}
-		if commit == "" {
-			commit = "FETCH_HEAD"
-		}
-	}
-	if commit != "" {
-		if err := git("checkout", "--quiet", commit); err != nil {
-			cleanup()
-			return "", func() {}, err
-		}
-	}
-	return dir, cleanup, nil
-}
-
-// gitContextURL turns kaniko's git context HOST/PATH[#REF[#COMMIT]] into the
-// URL to clone, with the credentials from GIT_TOKEN or
-// GIT_USERNAME/GIT_PASSWORD.
-func gitContextURL(spec string, getenv func(string) string) (u *url.URL, ref, commit string, err error) {
-	repo, rest, _ := strings.Cut(spec, "#")
-	ref, commit, _ = strings.Cut(rest, "#")
-	scheme := "https"
-	if getenv("GIT_PULL_METHOD") == "http" {
-		scheme = "http"
-	}
-	if u, err = url.Parse(scheme + "://" + repo); err != nil {
-		// url's error quotes the whole URL, which may hold a user:password.
-		return nil, "", "", fmt.Errorf("git context %s is not a valid URL", redactURL(repo))
-	}
-	if tok := getenv("GIT_TOKEN"); tok != "" {
-		u.User = url.UserPassword(tok, "x-oauth-basic")
-	} else if user := getenv("GIT_USERNAME"); user != "" {
-		u.User = url.UserPassword(user, getenv("GIT_PASSWORD"))
-	}
-	return u, ref, commit, nil
 }
 
 // userinfo is the "user:password@" of a URL in free text (git quotes URLs in

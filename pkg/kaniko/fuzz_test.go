@@ -30,7 +30,7 @@ func FuzzContextSpec(f *testing.F) {
 			return
 		}
 		env := map[string]string{"GIT_TOKEN": token}
-		u, _, _, err := gitContextURL(rest, func(k string) string { return env[k] })
+		g, _, _, err := gitContextURL(rest, func(k string) string { return env[k] })
 		secret := len(token) >= 6 && strings.Trim(token, "abcdefghijklmnopqrstuvwxyz0123456789-") == ""
 		if err != nil {
 			// The error names the spec: a token that is part of it is no leak.
@@ -39,15 +39,23 @@ func FuzzContextSpec(f *testing.F) {
 			}
 			return
 		}
+		// The URL go-git gets (and writes to .git/config) has no
+		// credentials: they travel in the auth apart.
+		if g.url.User != nil {
+			t.Errorf("%q: the clone URL %s keeps user info", spec, g)
+		}
+		if token != "" && (g.auth == nil || g.auth.Username != token || g.auth.Password != "") {
+			t.Errorf("%q: GIT_TOKEN gives auth %+v, want the token as user name and no password", spec, g.auth)
+		}
 		if secret {
 			// The token may also spell part of the host or path once the
 			// URL escapes them: what redaction must remove is only the
-			// occurrences the credentials add.
-			bare := *u
-			bare.User = nil
+			// occurrences credentials add.
+			withCreds := *g.url
+			withCreds.User = url.UserPassword(token, "x-oauth-basic")
 			for _, wrap := range [][2]string{{"", ""}, {"fatal: unable to access '", "': 403"}, {"(", ")"}} {
-				s := wrap[0] + u.String() + wrap[1]
-				if got, want := strings.Count(redactURL(s), token), strings.Count(wrap[0]+bare.String()+wrap[1], token); got > want {
+				s := wrap[0] + withCreds.String() + wrap[1]
+				if got, want := strings.Count(redactURL(s), token), strings.Count(wrap[0]+g.String()+wrap[1], token); got > want {
 					t.Errorf("redactURL(%q) keeps the token: %q", s, redactURL(s))
 				}
 			}

@@ -4,6 +4,9 @@ import (
 	"archive/tar"
 	"bytes"
 	"compress/gzip"
+	"crypto/rand"
+	"encoding/base64"
+	"encoding/hex"
 	"net/http/cgi"
 	"net/http/httptest"
 	"os"
@@ -159,6 +162,65 @@ func TestExecutorGitContext(t *testing.T) {
 		if got := files(t, pull(t, dest))["app.txt"]; got != tc.want {
 			t.Errorf("%s: app.txt = %q, want %q", tc.ctx, got, tc.want)
 		}
+	}
+}
+
+// TestExecutorGitContextToken builds from a git context behind basic auth
+// with GIT_TOKEN, whose Dockerfile copies the whole clone, .git included,
+// and prints its .git/config into the image: go-git sends the token only
+// in the Authorization header, so no layer and no log line holds it. A
+// wrong token fails before the build, naming the repository and not the
+// token.
+func TestExecutorGitContextToken(t *testing.T) {
+	t.Parallel()
+	e := setup(t)
+	tok := make([]byte, 20)
+	rand.Read(tok)
+	token := "ghp_" + hex.EncodeToString(tok)
+	srv := gitServer(t, map[string]string{
+		"Dockerfile": "ARG BASE\nFROM ${BASE}\nCOPY . /src\nRUN cat /src/.git/config > /cfg || true\n",
+		"app.txt":    "from git\n",
+	}, token)
+	host := strings.TrimPrefix(srv, "http://")
+	args := func(dest string) []string {
+		return []string{"executor", "--root", t.TempDir(), "--runc", e.runc, "--build-arg", "BASE=" + e.base,
+			"--context", "git://" + host + "/app.git#refs/heads/main", "--destination", dest}
+	}
+
+	dest := e.registry + "/e2e/executor-git-token:v1"
+	r := imgbuildEnv(t, []string{"GIT_PULL_METHOD=http", "GIT_TOKEN=" + token}, "", args(dest)...)
+	if r.code != 0 {
+		t.Fatal(r.stderr)
+	}
+	img := pull(t, dest)
+	fs := files(t, img)
+	// The clone's .git is in the image: the test has teeth.
+	if fs["src/app.txt"] != "from git\n" || !strings.Contains(fs["cfg"], "url = http://"+host+"/app.git") {
+		t.Errorf("src/app.txt = %q, cfg = %q", fs["src/app.txt"], fs["cfg"])
+	}
+	if _, ok := fs["src/.git/HEAD"]; !ok {
+		t.Error("no src/.git/HEAD: the clone's .git was not copied")
+	}
+	basic := base64.StdEncoding.EncodeToString([]byte(token + ":"))
+	for _, s := range []string{token, basic} {
+		if bytes.Contains(allBlobs(t, img), []byte(s)) {
+			t.Errorf("the pushed image holds the git token (as %q)", s)
+		}
+		if strings.Contains(r.stdout+r.stderr, s) {
+			t.Errorf("the build log holds the git token (as %q)", s)
+		}
+	}
+
+	wrong := "ghp_" + strings.Repeat("0", 40)
+	r = imgbuildEnv(t, []string{"GIT_PULL_METHOD=http", "GIT_TOKEN=" + wrong}, "", args(e.registry+"/e2e/executor-git-token:wrong")...)
+	if r.code == 0 {
+		t.Fatal("a wrong GIT_TOKEN built")
+	}
+	if !strings.Contains(r.stderr, "http://"+host+"/app.git") || !strings.Contains(r.stderr, "refused the credentials from GIT_TOKEN") {
+		t.Errorf("the error does not name the repository and the refused token:\n%s", r.stderr)
+	}
+	if strings.Contains(r.stdout+r.stderr, wrong) {
+		t.Errorf("the output holds the wrong token:\n%s", r.stderr)
 	}
 }
 

@@ -612,8 +612,9 @@ func TestHostileContexts(t *testing.T) {
 }
 
 // gitServer serves a one-commit repository (branch main) with files over
-// git's smart HTTP protocol and returns its base URL.
-func gitServer(t *testing.T, files map[string]string) string {
+// git's smart HTTP protocol and returns its base URL. With a token, a
+// request must carry it as its basic auth user name (kaniko's GIT_TOKEN).
+func gitServer(t *testing.T, files map[string]string, token ...string) string {
 	t.Helper()
 	gitBin, err := exec.LookPath("git")
 	testutil.Require(t, err == nil, "git is not installed")
@@ -628,7 +629,19 @@ func gitServer(t *testing.T, files map[string]string) string {
 			t.Fatalf("git %v: %v\n%s", args, err, out)
 		}
 	}
-	srv := httptest.NewServer(&cgi.Handler{Path: backend, Env: []string{"GIT_PROJECT_ROOT=" + root, "GIT_HTTP_EXPORT_ALL=1"}})
+	var h http.Handler = &cgi.Handler{Path: backend, Env: []string{"GIT_PROJECT_ROOT=" + root, "GIT_HTTP_EXPORT_ALL=1"}}
+	if len(token) > 0 {
+		backend := h
+		h = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if user, _, ok := r.BasicAuth(); !ok || user != token[0] {
+				w.Header().Set("WWW-Authenticate", `Basic realm="git"`)
+				http.Error(w, "bad credentials", http.StatusUnauthorized)
+				return
+			}
+			backend.ServeHTTP(w, r)
+		})
+	}
+	srv := httptest.NewServer(h)
 	t.Cleanup(srv.Close)
 	return srv.URL
 }
