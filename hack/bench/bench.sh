@@ -298,7 +298,7 @@ for wl in ${WORKLOADS}; do
 			# Push throughput: imgbuild with a warm cache into a new repository
 			# (cache hit, export, push) against crane pushing the same blobs
 			# from an OCI layout that imgbuild wrote.
-			imgbuild build --root "${state}/imgbuild" --progress quiet -o "type=oci,dest=${state}/layout" "${ctx}" >/dev/null 2>&1
+			imgbuild build --root "${state}/imgbuild" --progress quiet -o "type=oci,tar=false,dest=${state}/layout" "${ctx}" >/dev/null 2>&1
 			run_measured "${wl}" push imgbuild "${run}" "${ctx}" "${REG}/bench/push-imgbuild-r${run}:latest"
 			run_measured "${wl}" push crane "${run}" "${state}/layout" "${REG}/bench/push-crane-r${run}:latest"
 		fi

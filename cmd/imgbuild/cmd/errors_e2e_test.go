@@ -76,7 +76,7 @@ func TestBuildErrors(t *testing.T) {
 			}
 			out := filepath.Join(t.TempDir(), "layout")
 			tarOut := filepath.Join(t.TempDir(), "image.tar")
-			r := e.build(t, root, "-t", tag, "--push", "-o", "type=oci,dest="+out, "-o", "type=docker,dest="+tarOut, dir)
+			r := e.build(t, root, "-t", tag, "--push", "-o", "type=oci,tar=false,dest="+out, "-o", "type=docker,dest="+tarOut, dir)
 			if r.code == 0 {
 				t.Fatalf("build succeeded, want failure")
 			}
