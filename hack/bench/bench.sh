@@ -215,7 +215,7 @@ docker-registry serve "${BENCH_DIR}/registry/config.yml" >"${BENCH_DIR}/registry
 registry_pid=$!
 wait_http "http://127.0.0.1:${rport}/v2/" "${registry_pid}" "${BENCH_DIR}/registry/log"
 pport="$(free_port)"
-benchtool proxy --listen "127.0.0.1:${pport}" --upstream "http://127.0.0.1:${rport}" >"${BENCH_DIR}/proxy.log" 2>&1 &
+"${BB}/benchtool" proxy --listen "127.0.0.1:${pport}" --upstream "http://127.0.0.1:${rport}" >"${BENCH_DIR}/proxy.log" 2>&1 &
 proxy_pid=$!
 wait_http "http://127.0.0.1:${pport}/v2/" "${proxy_pid}" "${BENCH_DIR}/proxy.log"
 REG="127.0.0.1:${pport}"
@@ -234,9 +234,9 @@ cat >"${BENCH_BK_CONFIG}" <<EOF
 EOF
 
 echo "bench: pushing base images to ${REG}" >&2
-imgtool push-busybox "${REG}/base/busybox:latest" >&2
+"${BB}/imgtool" push-busybox "${REG}/base/busybox:latest" >&2
 if [[ " ${WORKLOADS} " == *" debian "* ]]; then
-	imgtool push-rootfs "${BB}/bookworm-minbase.tar" "${REG}/base/debian:bookworm" >&2
+	"${BB}/imgtool" push-rootfs "${BB}/bookworm-minbase.tar" "${REG}/base/debian:bookworm" >&2
 fi
 WL="${BENCH_DIR}/workloads"
 "${PROJECT_ROOT}/hack/bench/workloads.sh" "${WL}" "${REG}/base/busybox:latest" "${REG}/base/debian:bookworm"
@@ -267,7 +267,7 @@ run_measured() { # WL SCENARIO TOOL RUN CTX REF [__conc]
 	export BENCH_CONC_LOG="${log%.log}"
 	res="${BENCH_DIR}/res"
 	rm -f "${res}"
-	benchtool measure "${extra[@]}" --out "${res}" -- "${SELF}" "${mode}" "${tool}" "${ctx}" "${ref}" "${state}" >"${log}" 2>&1 || true
+	"${BB}/benchtool" measure "${extra[@]}" --out "${res}" -- "${SELF}" "${mode}" "${tool}" "${ctx}" "${ref}" "${state}" >"${log}" 2>&1 || true
 	after="$(uploaded)"
 	read -r wall rss code <"${res}" || { wall=0 rss=0 code=255; }
 	printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "${wl}" "${sc}" "${tool}" "${run}" "${wall}" "${rss}" "$((after - before))" "${code}" >>"${raw}"
@@ -298,7 +298,7 @@ for wl in ${WORKLOADS}; do
 			# Push throughput: imgbuild with a warm cache into a new repository
 			# (cache hit, export, push) against crane pushing the same blobs
 			# from an OCI layout that imgbuild wrote.
-			imgbuild build --root "${state}/imgbuild" --progress quiet -o "type=oci,dest=${state}/layout" "${ctx}" >/dev/null 2>&1
+			imgbuild build --root "${state}/imgbuild" --progress quiet -o "type=oci,tar=false,dest=${state}/layout" "${ctx}" >/dev/null 2>&1
 			run_measured "${wl}" push imgbuild "${run}" "${ctx}" "${REG}/bench/push-imgbuild-r${run}:latest"
 			run_measured "${wl}" push crane "${run}" "${state}/layout" "${REG}/bench/push-crane-r${run}:latest"
 		fi
@@ -331,5 +331,5 @@ done
 	echo "- crane $(crane version) (push throughput only); registry: Debian docker-registry $(dpkg-query -W -f '${Version}' docker-registry) on loopback behind a byte-counting proxy"
 	echo "- runs per cell: ${RUNS}; workloads: ${WORKLOADS}"
 	echo
-	benchtool report "${raw}"
+	"${BB}/benchtool" report "${raw}"
 } | tee "${RESULTS}/report.md"

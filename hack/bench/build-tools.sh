@@ -2,7 +2,7 @@
 # Builds the benchmark's competitors into bin/bench (git-ignored, kept between
 # runs): buildkitd and buildctl at the BuildKit version in our go.mod, and
 # crane at the go-containerregistry version in our go.mod, all from the Go
-# module proxy. buildah comes from Debian (apt-get install buildah).
+# module proxy, and the bench's own helpers benchtool and imgtool. buildah comes from Debian (apt-get install buildah).
 #
 # `go install github.com/moby/buildkit/cmd/buildkitd@vX` is refused because
 # BuildKit's go.mod has exclude directives, so the module source is copied to
@@ -52,8 +52,11 @@ if [[ ! -x "${out}/crane" || ! -e "${stamp}" ]]; then
 	touch "${stamp}"
 fi
 
-# The benchmark's own helper (measure, counting proxy).
+# The benchmark's own helpers: benchtool (measure, counting proxy) and
+# imgtool (pushes the base images). bench.sh runs both by path, so nothing
+# has to be on PATH in a fresh clone.
 CGO_ENABLED=0 "${GO}" build -trimpath -o "${out}/benchtool" ./hack/bench/benchtool
+CGO_ENABLED=0 "${GO}" build -trimpath -o "${out}/imgtool" ./hack/imgtool
 
 if ! command -v buildah >/dev/null; then
 	echo "bench: installing buildah from Debian" >&2

@@ -185,6 +185,66 @@ type Request struct {
 	// Compression is how layers are compressed. The default is gzip at
 	// its default level, with base image layers reused as they are.
 	Compression Compression
+	// Exports are outputs BuildKit's own exporters write during the solve,
+	// as buildx's --output does. The default is none: the image is only
+	// put into the state dir's content store, for [Result.Image].
+	Exports []Export
+}
+
+// Export types [Export.Type] takes, with BuildKit's (and buildx's)
+// meanings.
+const (
+	ExportLocal  = client.ExporterLocal  // the root filesystem into Export.Dir
+	ExportTar    = client.ExporterTar    // the root filesystem as a tarball
+	ExportOCI    = client.ExporterOCI    // the image as an OCI layout tarball
+	ExportDocker = client.ExporterDocker // the image as a docker-archive tarball (docker load)
+)
+
+// Export is one output written by BuildKit's exporter of its Type.
+type Export struct {
+	// Type is [ExportLocal], [ExportTar], [ExportOCI] or [ExportDocker].
+	Type string
+	// Names name the image inside [ExportOCI] and [ExportDocker]
+	// tarballs. The default is none.
+	Names []string
+	// Dir is where [ExportLocal] writes.
+	Dir string
+	// File is where the tarball types write. The exporter closes it.
+	File io.WriteCloser
+}
+
+// entry maps e onto BuildKit's client. The image types get the same
+// settings as the image export, so their layers are the same blobs.
+func (e Export) entry(req Request) (client.ExportEntry, error) {
+	ee := client.ExportEntry{Type: e.Type, Attrs: map[string]string{}}
+	switch e.Type {
+	case ExportLocal:
+		if e.Dir == "" {
+			return ee, errors.New("local export: no directory")
+		}
+		ee.OutputDir = e.Dir
+		return ee, nil
+	case ExportTar:
+	case ExportOCI, ExportDocker:
+		ee.Attrs = exportAttrs(req)
+		delete(ee.Attrs, "tar")
+		if e.Type == ExportDocker && req.Compression.Type != Zstd && req.Compression.Type != Estargz {
+			// BuildKit's docker exporter picks the media types, as for
+			// buildx's docker output; zstd and estargz need OCI ones.
+			delete(ee.Attrs, string(exptypes.OptKeyOCITypes))
+		}
+		if len(e.Names) > 0 {
+			ee.Attrs[string(exptypes.OptKeyName)] = strings.Join(e.Names, ",")
+		}
+	default:
+		return ee, fmt.Errorf("unknown export type %q", e.Type)
+	}
+	if e.File == nil {
+		return ee, fmt.Errorf("%s export: no file", e.Type)
+	}
+	f := e.File
+	ee.Output = func(map[string]string) (io.WriteCloser, error) { return f, nil }
+	return ee, nil
 }
 
 // CacheEntry is one cache import or export, in BuildKit's terms: Type is
@@ -317,18 +377,30 @@ func (b *Builder) Build(ctx context.Context, req Request) (*Result, error) {
 		attachables = append(attachables, sp)
 	}
 
+	var exports []client.ExportEntry
+	for _, e := range req.Exports {
+		ee, err := e.entry(req)
+		if err != nil {
+			return nil, err
+		}
+		exports = append(exports, ee)
+	}
+	// Last: BuildKit merges the exporters' responses in order, and the
+	// image digest read below must be this export's (a docker tarball's
+	// manifest has other media types, so another digest).
+	exports = append(exports, client.ExportEntry{
+		Type:        client.ExporterOCI,
+		Attrs:       exportAttrs(req),
+		OutputStore: processStore{store},
+	})
 	solveOpt := client.SolveOpt{
 		Frontend:      "dockerfile.v0",
 		FrontendAttrs: attrs,
 		LocalMounts:   map[string]fsutil.FS{"context": ctxFS, "dockerfile": dfFS},
-		Exports: []client.ExportEntry{{
-			Type:        client.ExporterOCI,
-			Attrs:       exportAttrs(req),
-			OutputStore: processStore{store},
-		}},
-		Session:      attachables,
-		CacheImports: cacheEntries(req.CacheImports),
-		CacheExports: cacheEntries(req.CacheExports),
+		Exports:       exports,
+		Session:       attachables,
+		CacheImports:  cacheEntries(req.CacheImports),
+		CacheExports:  cacheEntries(req.CacheExports),
 	}
 
 	mode := req.Progress

@@ -1,5 +1,6 @@
-// Package publish is the stage after a build: it writes the image to the
-// file outputs asked for, pushes it to its registries, and writes the files
+// Package publish is the stage after a build: it stages the file outputs the
+// builder's exporters write ([Stage]), writes OCI layout directories from the
+// image, pushes it to its registries, and writes the files
 // the next CI step reads: the image ID, buildx's metadata file, kaniko's
 // digest files and its Cloud Build BUILDER_OUTPUT. It speaks
 // go-containerregistry's types only; what built the image does not matter.
@@ -9,7 +10,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -22,19 +22,24 @@ import (
 	"github.com/imgbuild/imgbuild/pkg/registry"
 )
 
-// Output formats [Output.Type] takes.
+// Output types [Output.Type] takes, with buildx's meanings.
 const (
-	OCILayout     = "oci"    // an OCI image layout directory
-	OCITarball    = "tar"    // an OCI layout as a tarball
-	DockerTarball = "docker" // a docker-archive tarball, for docker load
+	OCI    = "oci"    // an OCI image layout: a tarball, or a directory with Output.Dir
+	Docker = "docker" // a docker-archive tarball, for docker load
+	Tar    = "tar"    // a tarball of the image's root filesystem
+	Local  = "local"  // the image's root filesystem in a directory
 )
 
-// Output is one file output of the image.
+// Output is one file output of the image. Only OCI layout directories
+// are written by [Publish], from the image; the others are written by the
+// builder's exporters during the build, into a place made by [Stage].
 type Output struct {
-	// Type is [OCILayout], [OCITarball] or [DockerTarball].
+	// Type is [OCI], [Docker], [Tar] or [Local].
 	Type string
-	// Dest is the path; "-" is Options.Stdout, for the tarballs.
+	// Dest is the path; "-" is standard output, for the tarballs.
 	Dest string
+	// Dir makes an [OCI] output a layout directory (buildx's tar=false).
+	Dir bool
 	// Refs name the image inside the output. The default is none.
 	Refs []name.Reference
 }
@@ -54,7 +59,8 @@ type DigestFiles struct {
 
 // Options say where an image goes.
 type Options struct {
-	// Outputs are written first, in order.
+	// Outputs are the OCI layout directories ([Output.Dir]), written
+	// first, in order.
 	Outputs []Output
 	// Push are the references pushed, all with the same digest, through
 	// Registry.
@@ -74,8 +80,6 @@ type Options struct {
 	// BuilderOutput is kaniko's BUILDER_OUTPUT directory (Cloud Build):
 	// DIR/images gets one JSON object per pushed reference.
 	BuilderOutput string
-	// Stdout is where outputs with Dest "-" go.
-	Stdout io.Writer
 	// HTTPClient sends the digest files' PUTs. The default is
 	// http.DefaultClient.
 	HTTPClient *http.Client
@@ -88,7 +92,7 @@ func Publish(ctx context.Context, img v1.Image, o Options) (v1.Hash, error) {
 		return v1.Hash{}, err
 	}
 	for _, out := range o.Outputs {
-		if err := writeOutput(o.Stdout, out, img); err != nil {
+		if err := writeOutput(out, img); err != nil {
 			return digest, err
 		}
 	}
@@ -130,27 +134,11 @@ func Dedupe(refs []name.Reference) []name.Reference {
 	return out
 }
 
-func writeOutput(stdout io.Writer, o Output, img v1.Image) error {
-	var err error
-	switch o.Type {
-	case OCILayout:
-		err = registry.WriteOCILayout(o.Dest, img, o.Refs)
-	case OCITarball:
-		if o.Dest == "-" {
-			err = registry.WriteOCITarballTo(stdout, img, o.Refs)
-		} else {
-			err = registry.WriteOCITarball(o.Dest, img, o.Refs)
-		}
-	case DockerTarball:
-		if o.Dest == "-" {
-			err = registry.WriteDockerTarballTo(stdout, img, o.Refs)
-		} else {
-			err = registry.WriteDockerTarball(o.Dest, img, o.Refs)
-		}
-	default:
-		err = fmt.Errorf("unknown output type %q", o.Type)
+func writeOutput(o Output, img v1.Image) error {
+	if o.Type != OCI || !o.Dir {
+		return fmt.Errorf("%s output %s: written during the build, not from the image", o.Type, o.Dest)
 	}
-	if err != nil {
+	if err := registry.WriteOCILayout(o.Dest, img, o.Refs); err != nil {
 		return fmt.Errorf("writing %s output %s: %w", o.Type, o.Dest, err)
 	}
 	return nil

@@ -1,7 +1,7 @@
 // Package registry moves built images out of imgbuild: it pushes a
 // [v1.Image] or [v1.ImageIndex] to one or more registries through a single
-// long-lived go-containerregistry pusher ([Pusher]) and writes the output files
-// (OCI layout directory, OCI tarball, docker-archive tarball). The small
+// long-lived go-containerregistry pusher ([Pusher]) and writes OCI layout
+// directories ([WriteOCILayout]); BuildKit's exporters write the tarballs. The small
 // registry `imgbuild registry serve` runs is its subpackage server.
 //
 // It also holds imgbuild's one identity: [NewKeychain] (docker config,

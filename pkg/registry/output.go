@@ -18,7 +18,6 @@ import (
 
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
-	"github.com/google/go-containerregistry/pkg/v1/tarball"
 	"github.com/google/go-containerregistry/pkg/v1/types"
 
 	"github.com/imgbuild/imgbuild/internal/atomicfile"
@@ -117,107 +116,6 @@ func writeNewLayout(dir string, blobs []blob, desc v1.Descriptor, refs []name.Re
 	// rename(2) replaces an empty directory, so an empty dir is also fine.
 	if err := os.Rename(tmp, dir); err != nil {
 		return fmt.Errorf("writing OCI layout %s: %w", dir, err)
-	}
-	return nil
-}
-
-// WriteOCITarball writes the layout [WriteOCILayout] would create as a tar
-// file at path, through a temporary file renamed into place. Path "-" writes
-// to standard output.
-func WriteOCITarball(path string, img v1.Image, refs []name.Reference) error {
-	if path == "-" {
-		return WriteOCITarballTo(os.Stdout, img, refs)
-	}
-	return atomicfile.WriteSynced(path, 0o644, func(w io.Writer) error {
-		return WriteOCITarballTo(w, img, refs)
-	})
-}
-
-// WriteOCITarballTo writes img as an OCI layout tar stream to w. Blobs are
-// streamed from the image, never held in memory.
-func WriteOCITarballTo(w io.Writer, img v1.Image, refs []name.Reference) error {
-	blobs, desc, err := imageBlobs(img)
-	if err != nil {
-		return err
-	}
-	index, err := indexJSON(nil, desc, refs)
-	if err != nil {
-		return err
-	}
-	tw := tar.NewWriter(w)
-	files := []struct {
-		name string
-		data []byte
-	}{
-		{"oci-layout", []byte(ociLayoutFile)},
-		{"index.json", index},
-	}
-	for _, f := range files {
-		if err := writeTarEntry(tw, f.name, int64(len(f.data)), bytes.NewReader(f.data)); err != nil {
-			return fmt.Errorf("writing OCI tarball: %w", err)
-		}
-	}
-	for _, d := range []string{"blobs/", "blobs/sha256/"} {
-		if err := tw.WriteHeader(&tar.Header{Typeflag: tar.TypeDir, Name: d, Mode: 0o755, ModTime: time.Unix(0, 0)}); err != nil {
-			return fmt.Errorf("writing OCI tarball: %w", err)
-		}
-	}
-	for _, b := range blobs {
-		if err := func() error {
-			rc, err := b.open()
-			if err != nil {
-				return err
-			}
-			defer rc.Close()
-			vr := newVerifyingReader(rc, b.digest)
-			if err := writeTarEntry(tw, blobPath(b.digest), b.size, vr); err != nil {
-				return err
-			}
-			return vr.verify()
-		}(); err != nil {
-			return fmt.Errorf("writing OCI tarball: blob %s: %w", b.digest, err)
-		}
-	}
-	if err := tw.Close(); err != nil {
-		return fmt.Errorf("writing OCI tarball: %w", err)
-	}
-	return nil
-}
-
-// WriteDockerTarball writes img as a docker-archive tarball that
-// `docker load` accepts, tagged with every tag in refs (digest refs and an
-// empty refs list give an untagged image), through a temporary file renamed
-// into place. Path "-" writes to standard output.
-func WriteDockerTarball(path string, img v1.Image, refs []name.Reference) error {
-	if path == "-" {
-		return WriteDockerTarballTo(os.Stdout, img, refs)
-	}
-	return atomicfile.WriteSynced(path, 0o644, func(w io.Writer) error {
-		return WriteDockerTarballTo(w, img, refs)
-	})
-}
-
-// WriteDockerTarballTo writes img as a docker-archive tar stream to w.
-func WriteDockerTarballTo(w io.Writer, img v1.Image, refs []name.Reference) error {
-	refToImage := map[name.Reference]v1.Image{}
-	for _, ref := range refs {
-		refToImage[ref] = img
-	}
-	if len(refToImage) == 0 {
-		// ggcr records tags only, so any digest reference yields an untagged
-		// entry; the repository name is never written.
-		d, err := img.Digest()
-		if err != nil {
-			return fmt.Errorf("computing manifest digest: %w", err)
-		}
-		ref, err := name.NewDigest("untagged@" + d.String())
-		if err != nil {
-			return fmt.Errorf("writing docker tarball: %w", err)
-		}
-		refToImage[ref] = img
-	}
-	if err := tarball.MultiRefWrite(refToImage, w); err != nil {
-		return fmt.Errorf("writing docker tarball: %w", err)
 	}
 	return nil
 }

@@ -1,19 +1,15 @@
 package registry
 
 import (
-	"archive/tar"
 	"errors"
-	"io"
 	"os"
 	"path/filepath"
-	"sort"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/layout"
-	"github.com/google/go-containerregistry/pkg/v1/tarball"
 	"github.com/google/go-containerregistry/pkg/v1/validate"
 )
 
@@ -122,130 +118,6 @@ func TestWriteOCILayout(t *testing.T) {
 	}
 }
 
-func TestWriteOCITarball(t *testing.T) {
-	t.Parallel()
-	img := randomImage(t)
-	path := filepath.Join(t.TempDir(), "image.tar")
-	if err := WriteOCITarball(path, img, mustRefs(t, "reg.example.com/app:v1")); err != nil {
-		t.Fatal(err)
-	}
-	dir := untar(t, path)
-	want := []layoutEntry{{digestOf(t, img), map[string]string{AnnotationRefName: "v1", AnnotationImageName: "reg.example.com/app:v1"}}}
-	if diff := cmp.Diff(want, readLayout(t, dir)); diff != "" {
-		t.Errorf("index.json entries (-want +got):\n%s", diff)
-	}
-}
-
-// untar extracts the regular files and directories of the tar at path.
-func untar(t *testing.T, path string) string {
-	t.Helper()
-	f, err := os.Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	dir := t.TempDir()
-	tr := tar.NewReader(f)
-	for {
-		h, err := tr.Next()
-		if errors.Is(err, io.EOF) {
-			return dir
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		target := filepath.Join(dir, filepath.FromSlash(h.Name))
-		switch h.Typeflag {
-		case tar.TypeDir:
-			if err := os.MkdirAll(target, 0o755); err != nil {
-				t.Fatal(err)
-			}
-		case tar.TypeReg:
-			if err := os.MkdirAll(filepath.Dir(target), 0o755); err != nil {
-				t.Fatal(err)
-			}
-			b, err := io.ReadAll(tr)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if err := os.WriteFile(target, b, 0o644); err != nil {
-				t.Fatal(err)
-			}
-		default:
-			t.Fatalf("unexpected tar entry %s of type %c", h.Name, h.Typeflag)
-		}
-	}
-}
-
-func TestWriteDockerTarball(t *testing.T) {
-	t.Parallel()
-	img := randomImage(t)
-	for _, tc := range []struct {
-		name string
-		refs []name.Reference
-		load *name.Tag // tag to load the image by; nil for the only image
-		tags []string
-	}{
-		{"tagged", mustRefs(t, "reg.example.com/app:v1", "reg.example.com/app:v2"), ptr(name.MustParseReference("reg.example.com/app:v2").(name.Tag)), []string{"reg.example.com/app:v1", "reg.example.com/app:v2"}},
-		{"untagged", nil, nil, nil},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			t.Parallel()
-			path := filepath.Join(t.TempDir(), "image.tar")
-			if err := WriteDockerTarball(path, img, tc.refs); err != nil {
-				t.Fatal(err)
-			}
-			m, err := tarball.LoadManifest(func() (io.ReadCloser, error) { return os.Open(path) })
-			if err != nil {
-				t.Fatal(err)
-			}
-			if len(m) != 1 {
-				t.Fatalf("manifest.json has %d entries, want 1", len(m))
-			}
-			// ggcr writes tags in map order; docker load does not care.
-			got := append([]string(nil), m[0].RepoTags...)
-			sort.Strings(got)
-			if diff := cmp.Diff(tc.tags, got); diff != "" {
-				t.Errorf("RepoTags (-want +got):\n%s", diff)
-			}
-			loaded, err := tarball.ImageFromPath(path, tc.load)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if err := validate.Image(loaded); err != nil {
-				t.Fatalf("validate.Image: %v", err)
-			}
-			if diff := cmp.Diff(blobDigests(t, img), blobDigests(t, loaded)); diff != "" {
-				t.Errorf("config and layer digests (-want +got):\n%s", diff)
-			}
-		})
-	}
-}
-
-func ptr[T any](v T) *T { return &v }
-
-// blobDigests lists the config digest then the layer digests of img.
-func blobDigests(t *testing.T, img v1.Image) []string {
-	t.Helper()
-	cfg, err := img.ConfigName()
-	if err != nil {
-		t.Fatal(err)
-	}
-	ls, err := img.Layers()
-	if err != nil {
-		t.Fatal(err)
-	}
-	out := []string{cfg.String()}
-	for _, l := range ls {
-		d, err := l.Digest()
-		if err != nil {
-			t.Fatal(err)
-		}
-		out = append(out, d.String())
-	}
-	return out
-}
-
 // TestWriteAtomic checks that a write failing half-way through a layer
 // leaves nothing at the destination and no temporary file behind.
 func TestWriteAtomic(t *testing.T) {
@@ -257,8 +129,6 @@ func TestWriteAtomic(t *testing.T) {
 		write func(dst string) error
 	}{
 		{"oci layout", func(dst string) error { return WriteOCILayout(dst, broken, refs) }},
-		{"oci tarball", func(dst string) error { return WriteOCITarball(dst, broken, refs) }},
-		{"docker tarball", func(dst string) error { return WriteDockerTarball(dst, broken, refs) }},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()

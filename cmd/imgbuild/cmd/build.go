@@ -6,12 +6,15 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
+	"strconv"
 	"strings"
 
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 	"github.com/tonistiigi/go-csvvalue"
+	"golang.org/x/term"
 
 	"github.com/imgbuild/imgbuild/pkg/builder"
 	"github.com/imgbuild/imgbuild/pkg/publish"
@@ -63,8 +66,12 @@ standard error.`,
 		Example: `  # Build and push two tags
   imgbuild build -t registry.example.com/app:1.2 -t registry.example.com/app:latest --push .
 
-  # Build into an OCI layout and a docker-archive tarball
-  imgbuild build -o type=oci,dest=out/layout -o type=docker,dest=app.tar -t app:dev .
+  # Build into an OCI tarball, an OCI layout directory and a docker-archive
+  # tarball (docker load -i app.tar)
+  imgbuild build -o type=oci,dest=app.oci.tar -o type=oci,dest=out/layout,tar=false -o type=docker,dest=app.tar -t app:dev .
+
+  # The root filesystem into a directory
+  imgbuild build -o type=local,dest=rootfs .
 
   # Dockerfile from stdin, secret from the environment
   imgbuild build -f - --secret id=npmrc,env=NPM_TOKEN . < Dockerfile`,
@@ -90,7 +97,7 @@ standard error.`,
 	f.BoolVar(&bo.noCache, "no-cache", false, "do not use the build cache")
 	f.StringVar(&bo.progress, "progress", "auto", "progress output: auto, tty, plain, rawjson or quiet")
 	f.BoolVarP(&bo.quiet, "quiet", "q", false, "no progress output (same as --progress quiet)")
-	f.StringArrayVarP(&bo.outputs, "output", "o", nil, `output "type=registry|oci|tar|docker[,dest=PATH]" (repeatable)`)
+	f.StringArrayVarP(&bo.outputs, "output", "o", nil, `output as in buildx: "type=registry|image|oci|docker|tar|local[,dest=PATH][,tar=false][,name=REF][,push=BOOL]", "DIR" (type=local) or "-" (type=tar to stdout) (repeatable)`)
 	f.StringVar(&bo.iidFile, "iidfile", "", "write the image ID (config digest) to this file")
 	f.StringVar(&bo.metadataFile, "metadata-file", "", "write build result metadata (JSON) to this file")
 	f.StringVar(&bo.platform, "platform", "", "target platform, e.g. linux/amd64 (default: the host's)")
@@ -108,8 +115,11 @@ standard error.`,
 
 // output is one parsed --output.
 type output struct {
-	typ  string // registry, oci, tar, docker
+	spec string // as given, for messages
+	typ  string // registry, image, oci, docker, tar, local
 	dest string
+	dir  bool // oci: tar=false
+	push bool // image: push=true
 	refs []name.Reference
 }
 
@@ -120,6 +130,11 @@ type buildPlan struct {
 	refs    []name.Reference
 	outputs []output
 	push    []name.Reference
+	// kept is set by type=image,push=false: the result is meant to stay
+	// in the cache, so there is no "No output specified" warning.
+	kept bool
+	// names are type=image,push=false's name=s, for the metadata file.
+	names []name.Reference
 }
 
 func (bo *buildOptions) plan(contextDir string, stdin io.Reader, getenv func(string) (string, bool)) (*buildPlan, error) {
@@ -195,20 +210,37 @@ func (bo *buildOptions) plan(contextDir string, stdin io.Reader, getenv func(str
 		}
 		p.push = p.refs
 	}
+	toStdout := ""
 	for _, o := range bo.outputs {
 		out, err := parseOutput(o, bo.reg.insecure)
 		if err != nil {
 			return nil, err
 		}
-		if out.typ == "registry" {
-			refs := append(append([]name.Reference{}, p.refs...), out.refs...)
+		if err := out.checkDest(); err != nil {
+			return nil, err
+		}
+		if out.dest == "-" {
+			if toStdout != "" {
+				return nil, fmt.Errorf("--output %q and --output %q: only one output can go to standard output", toStdout, o)
+			}
+			toStdout = o
+		}
+		refs := append(append([]name.Reference{}, p.refs...), out.refs...)
+		switch {
+		case out.typ == "registry" || out.typ == "image" && out.push:
 			if len(refs) == 0 {
-				return nil, fmt.Errorf("--output %q: type=registry needs --tag or name=", o)
+				return nil, fmt.Errorf("--output %q: pushing needs --tag or name=", o)
 			}
 			p.push = publish.Dedupe(append(p.push, refs...))
 			continue
+		case out.typ == "image":
+			// buildx: the image stays where it was built, here the
+			// state dir's cache; name= still names it in the metadata file.
+			p.names = append(p.names, out.refs...)
+			p.kept = true
+			continue
 		}
-		out.refs = append(append([]name.Reference{}, p.refs...), out.refs...)
+		out.refs = refs
 		p.outputs = append(p.outputs, out)
 	}
 	if err := bo.cache.apply(&p.req); err != nil {
@@ -223,56 +255,133 @@ func (bo *buildOptions) plan(contextDir string, stdin io.Reader, getenv func(str
 	return p, nil
 }
 
-// parseOutput parses a buildx-style --output value.
+// outputKeys are the keys each --output type takes, besides type=.
+var outputKeys = map[string][]string{
+	"registry": {"name", "push"},
+	"image":    {"name", "push"},
+	"oci":      {"dest", "tar", "name"},
+	"docker":   {"dest", "name"},
+	"tar":      {"dest"},
+	"local":    {"dest"},
+}
+
+// parseOutput parses a --output value as buildx does: CSV key=value
+// fields, "-o DIR" for type=local and "-o -" for a root filesystem tarball
+// on stdout. buildctl's ParseOutput is not used: it opens the destination
+// file as it parses, where imgbuild writes beside it and renames.
 func parseOutput(s string, insecure []string) (output, error) {
+	bad := func(format string, a ...any) (output, error) {
+		return output{}, fmt.Errorf("--output %q: %s", s, fmt.Sprintf(format, a...))
+	}
 	fields, err := csvvalue.Fields(s, nil)
 	if err != nil {
-		return output{}, fmt.Errorf("--output %q: %w", s, err)
+		return bad("%v", err)
 	}
-	var out output
+	out := output{spec: s}
+	// buildx's rule: one field that is the whole value and not type=...
+	if len(fields) == 1 && fields[0] == s && !strings.HasPrefix(s, "type=") {
+		if fields[0] == "" {
+			return bad("empty; want DIR, - or type=...")
+		}
+		out.typ, out.dest = "local", fields[0]
+		if out.dest == "-" {
+			out.typ = "tar"
+		}
+		return out, nil
+	}
+	kv := map[string]string{}
 	for _, f := range fields {
 		k, v, ok := strings.Cut(f, "=")
 		if !ok {
-			// buildx shorthand: -o DIR is a local export, which imgbuild
-			// does not do; be explicit rather than guess.
-			return output{}, fmt.Errorf("--output %q: want type=registry|oci|tar|docker[,dest=PATH]", s)
+			return bad("%q is not key=value", f)
 		}
-		switch strings.ToLower(k) {
-		case "type":
-			out.typ = v
-		case "dest":
-			out.dest = v
-		case "name":
-			for _, n := range strings.Split(v, ",") {
-				ref, err := registry.ParseReference(n, insecure)
-				if err != nil {
-					return output{}, fmt.Errorf("--output %q: %w", s, err)
-				}
-				out.refs = append(out.refs, ref)
-			}
-		case "push":
-			if v == "true" {
-				out.typ = "registry"
-			}
-		default:
-			return output{}, fmt.Errorf("--output %q: unknown key %q", s, k)
+		k = strings.ToLower(k)
+		if _, dup := kv[k]; dup {
+			return bad("%s= given twice", k)
 		}
+		kv[k] = v
+	}
+	out.typ = kv["type"]
+	if out.typ == "" {
+		return bad("missing type= (want registry, image, oci, docker, tar or local)")
+	}
+	keys, ok := outputKeys[out.typ]
+	if !ok {
+		return bad("unknown type %q (want registry, image, oci, docker, tar or local)", out.typ)
+	}
+	for k := range kv {
+		if k != "type" && !slices.Contains(keys, k) {
+			return bad("key %q does not apply to type=%s (it takes %s)", k, out.typ, strings.Join(keys, "=, ")+"=")
+		}
+	}
+	out.dest = kv["dest"]
+	if v, ok := kv["name"]; ok {
+		for _, n := range strings.Split(v, ",") {
+			ref, err := registry.ParseReference(n, insecure)
+			if err != nil {
+				return bad("name=%q: %v", n, err)
+			}
+			out.refs = append(out.refs, ref)
+		}
+	}
+	if v, ok := kv["push"]; ok {
+		b, err := strconv.ParseBool(v)
+		if err != nil {
+			return bad("push=%q: want true or false", v)
+		}
+		out.push = b
+	}
+	if v, ok := kv["tar"]; ok {
+		b, err := strconv.ParseBool(v)
+		if err != nil {
+			return bad("tar=%q: want true or false", v)
+		}
+		out.dir = !b
 	}
 	switch out.typ {
 	case "registry":
-	case "oci", "tar", "docker":
+		// buildx: type=image with push=true, whatever push= says.
+		out.push = true
+	case "docker":
 		if out.dest == "" {
-			return output{}, fmt.Errorf("--output %q: type=%s needs dest=", s, out.typ)
+			return bad("type=docker needs dest=FILE: imgbuild has no daemon to load into; write the tarball and `docker load -i FILE` it")
 		}
-		if out.typ == "oci" && out.dest == "-" {
-			return output{}, fmt.Errorf("--output %q: an OCI layout is a directory; use type=tar for a tarball on stdout", s)
+	case "oci", "tar", "local":
+		if out.dest == "" {
+			return bad("type=%s needs dest=", out.typ)
 		}
-	case "":
-		return output{}, fmt.Errorf("--output %q: missing type=", s)
-	default:
-		return output{}, fmt.Errorf("--output %q: unknown type %q (want registry, oci, tar or docker)", s, out.typ)
+	}
+	if out.dest == "-" && (out.typ == "local" || out.dir) {
+		return bad("dest=-: a directory cannot go to standard output; use type=tar (root filesystem) or type=oci (image) for a tarball")
 	}
 	return out, nil
+}
+
+// checkDest fails when o's dest cannot be written, before the build
+// spends any time: its directory must exist, and a tarball cannot replace a
+// directory, nor a directory a file.
+func (o output) checkDest() error {
+	if o.dest == "" || o.dest == "-" {
+		return nil
+	}
+	parent := filepath.Dir(o.dest)
+	if fi, err := os.Stat(parent); err != nil {
+		return fmt.Errorf("--output %q: dest=%s: directory %s: %w", o.spec, o.dest, parent, err)
+	} else if !fi.IsDir() {
+		return fmt.Errorf("--output %q: dest=%s: %s is not a directory", o.spec, o.dest, parent)
+	}
+	fi, err := os.Stat(o.dest)
+	if err != nil {
+		return nil
+	}
+	wantDir := o.typ == "local" || o.dir
+	switch {
+	case wantDir && !fi.IsDir():
+		return fmt.Errorf("--output %q: dest=%s exists and is not a directory", o.spec, o.dest)
+	case !wantDir && fi.IsDir():
+		return fmt.Errorf("--output %q: dest=%s is a directory; type=%s writes a tarball file", o.spec, o.dest, o.typ)
+	}
+	return nil
 }
 
 func runBuild(cmd *cobra.Command, ro *rootOptions, bo *buildOptions, contextDir string) (err error) {
@@ -283,8 +392,23 @@ func runBuild(cmd *cobra.Command, ro *rootOptions, bo *buildOptions, contextDir 
 	}
 	// buildx's warning; executor (no --push flag) has kaniko's --no-push,
 	// which says the same on purpose.
-	if len(p.refs) > 0 && len(p.push) == 0 && len(p.outputs) == 0 && cmd.Flags().Lookup("push") != nil {
-		ro.log.Warn("No output specified: the build result will only remain in the build cache; use --push to push the tags or -o type=oci|tar|docker,dest=PATH to write the image out")
+	if len(p.refs) > 0 && len(p.push) == 0 && len(p.outputs) == 0 && !p.kept && cmd.Flags().Lookup("push") != nil {
+		ro.log.Warn("No output specified: the build result will only remain in the build cache; use --push to push the tags or -o type=oci|docker,dest=PATH to write the image out")
+	}
+	// Staged before the build: the temporary files beside each dest prove
+	// it writable, and nothing is left there if the build fails.
+	staged, err := stageOutputs(p.outputs, cmd.OutOrStdout())
+	if err != nil {
+		return err
+	}
+	defer func() {
+		for _, s := range staged {
+			s.Discard()
+		}
+	}()
+	for _, s := range staged {
+		o := s.Output()
+		p.req.Exports = append(p.req.Exports, builder.Export{Type: o.Type, Names: refNames(o.Refs), Dir: s.Dir(), File: s.File()})
 	}
 	dir, err := bo.state.dir()
 	if err != nil {
@@ -334,22 +458,29 @@ func runBuild(cmd *cobra.Command, ro *rootOptions, bo *buildOptions, contextDir 
 		return err
 	}
 
+	// Written, so committed before the push, as the layouts are.
+	for _, s := range staged {
+		if err := s.Commit(); err != nil {
+			return err
+		}
+	}
 	po := publish.Options{
 		Push:          p.push,
 		Registry:      regOpts,
-		Names:         p.refs,
+		Names:         publish.Dedupe(append(append([]name.Reference{}, p.refs...), p.names...)),
 		IIDFile:       bo.iidFile,
 		MetadataFile:  bo.metadataFile,
 		DigestFiles:   bo.digests.DigestFiles,
 		BuilderOutput: bo.builderOutput,
-		Stdout:        cmd.OutOrStdout(),
 	}
 	// Base image layers are mounted from where they were pulled.
 	po.Registry.BlobSources = res.BlobSources
 	toStdout := false
 	for _, o := range p.outputs {
 		toStdout = toStdout || o.dest == "-"
-		po.Outputs = append(po.Outputs, publish.Output{Type: o.typ, Dest: o.dest, Refs: o.refs})
+		if o.dir {
+			po.Outputs = append(po.Outputs, publish.Output{Type: o.typ, Dest: o.dest, Dir: true, Refs: o.refs})
+		}
 	}
 	if _, err := publish.Publish(ctx, res.Image, po); err != nil {
 		return err
@@ -358,6 +489,45 @@ func runBuild(cmd *cobra.Command, ro *rootOptions, bo *buildOptions, contextDir 
 		fmt.Fprintln(cmd.OutOrStdout(), res.Digest)
 	}
 	return nil
+}
+
+// stageOutputs makes the temporary places BuildKit's exporters write the
+// outputs into (all but OCI layout directories, which are written from the
+// image afterwards). A tarball is not written to a terminal, as buildx
+// refuses to.
+func stageOutputs(outs []output, stdout io.Writer) ([]*publish.Staged, error) {
+	var staged []*publish.Staged
+	for _, o := range outs {
+		if o.dir {
+			continue
+		}
+		if o.dest == "-" {
+			if f, ok := stdout.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
+				err := fmt.Errorf("--output %q: dest=- is a terminal; redirect standard output to a file or pipe", o.spec)
+				for _, s := range staged {
+					s.Discard()
+				}
+				return nil, err
+			}
+		}
+		s, err := publish.Stage(publish.Output{Type: o.typ, Dest: o.dest, Refs: o.refs}, stdout)
+		if err != nil {
+			for _, s := range staged {
+				s.Discard()
+			}
+			return nil, fmt.Errorf("--output %q: %w", o.spec, err)
+		}
+		staged = append(staged, s)
+	}
+	return staged, nil
+}
+
+func refNames(refs []name.Reference) []string {
+	out := make([]string, 0, len(refs))
+	for _, r := range refs {
+		out = append(out, r.Name())
+	}
+	return out
 }
 
 // digestFlags are kaniko's digest file flags.

@@ -76,7 +76,7 @@ func TestBuildErrors(t *testing.T) {
 			}
 			out := filepath.Join(t.TempDir(), "layout")
 			tarOut := filepath.Join(t.TempDir(), "image.tar")
-			r := e.build(t, root, "-t", tag, "--push", "-o", "type=oci,dest="+out, "-o", "type=docker,dest="+tarOut, dir)
+			r := e.build(t, root, "-t", tag, "--push", "-o", "type=oci,tar=false,dest="+out, "-o", "type=docker,dest="+tarOut, dir)
 			if r.code == 0 {
 				t.Fatalf("build succeeded, want failure")
 			}
@@ -190,7 +190,7 @@ func TestBuildQuiet(t *testing.T) {
 // them out warn, as buildx does, and the build still goes on (to fail here
 // on the missing runc).
 func TestBuildNoOutputWarning(t *testing.T) {
-	const warning = "No output specified: the build result will only remain in the build cache; use --push to push the tags or -o type=oci|tar|docker,dest=PATH to write the image out"
+	const warning = "No output specified: the build result will only remain in the build cache; use --push to push the tags or -o type=oci|docker,dest=PATH to write the image out"
 	dir := t.TempDir()
 	for _, tc := range []struct {
 		args []string
@@ -200,6 +200,7 @@ func TestBuildNoOutputWarning(t *testing.T) {
 		{[]string{"-t", "app:dev", "--push"}, false},
 		{[]string{"-t", "app:dev", "-o", "type=oci,dest=" + filepath.Join(dir, "layout")}, false},
 		{[]string{"-o", "type=registry,name=example.com/app:1"}, false},
+		{[]string{"-t", "app:dev", "-o", "type=image,push=false"}, false},
 	} {
 		args := append([]string{"build", "--runc", "/nonexistent/runc"}, append(tc.args, dir)...)
 		r := run(t, "", args...)
@@ -213,6 +214,10 @@ func TestBuildNoOutputWarning(t *testing.T) {
 }
 
 func TestBuildFlagErrors(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "file")
+	if err := os.WriteFile(file, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
 	for _, tc := range []struct {
 		args []string
 		want string
@@ -222,6 +227,17 @@ func TestBuildFlagErrors(t *testing.T) {
 		{[]string{"build", "-t", "reg.example.com:5000/Team/app", "."}, "repository name (Team/app) must be lowercase"},
 		{[]string{"build", "-o", "type=nope,dest=x", "."}, `unknown type "nope"`},
 		{[]string{"build", "-o", "type=oci", "."}, "needs dest="},
+		{[]string{"build", "-o", "type=oci,dest=x.tar,compression=zstd", "."}, `--output "type=oci,dest=x.tar,compression=zstd": key "compression" does not apply to type=oci`},
+		{[]string{"build", "-o", "type=oci,dest=x,tar=maybe", "."}, `--output "type=oci,dest=x,tar=maybe": tar="maybe": want true or false`},
+		{[]string{"build", "-o", "type=image,push=yes please", "."}, `push="yes please": want true or false`},
+		{[]string{"build", "-o", "type=local,dest=-", "."}, `--output "type=local,dest=-": dest=-: a directory cannot go to standard output`},
+		{[]string{"build", "-o", "type=oci,tar=false,dest=-", "."}, `dest=-: a directory cannot go to standard output`},
+		{[]string{"build", "-o", "type=docker", "."}, "type=docker needs dest=FILE: imgbuild has no daemon to load into"},
+		{[]string{"build", "-o", "type=tar,dest=-", "-o", "type=oci,dest=-", "."}, "only one output can go to standard output"},
+		{[]string{"build", "-o", "type=oci,dest=/nonexistent/dir/img.tar", "."}, "dest=/nonexistent/dir/img.tar: directory /nonexistent/dir: stat /nonexistent/dir: no such file or directory"},
+		{[]string{"build", "-o", "type=docker,dest=/", "."}, "dest=/ is a directory; type=docker writes a tarball file"},
+		{[]string{"build", "-o", "type=local,dest=" + file, "."}, "dest=" + file + " exists and is not a directory"},
+		{[]string{"build", "-o", "type=image,push=true", "."}, `--output "type=image,push=true": pushing needs --tag or name=`},
 		{[]string{"build", "--progress", "fancy", "."}, `--progress "fancy"`},
 		{[]string{"build", "--label", "novalue", "."}, `--label "novalue"`},
 		{[]string{"build"}, "accepts 1 arg"},

@@ -268,7 +268,7 @@ func (ko *kanikoOptions) toBuild(bo *buildOptions, contextDir string, lookupEnv 
 		bo.outputs = append(bo.outputs, "type=docker,dest="+ko.tarPath)
 	}
 	if ko.ociLayoutPath != "" {
-		bo.outputs = append(bo.outputs, "type=oci,dest="+ko.ociLayoutPath)
+		bo.outputs = append(bo.outputs, "type=oci,tar=false,dest="+ko.ociLayoutPath)
 	}
 	return nil
 }

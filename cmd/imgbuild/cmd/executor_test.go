@@ -72,7 +72,7 @@ func TestExecutorFlagTranslation(t *testing.T) {
 		args: []string{"-c", ctxDir, "-f", "docker/Dockerfile.prod", "--no-push", "--tar-path", "/out/image.tar",
 			"--oci-layout-path", "/out/layout", "--target", "prod", "--custom-platform", "linux/arm64", "--snapshot-mode=redo", "--use-new-run"},
 		want: want{File: filepath.Join(ctxDir, "docker/Dockerfile.prod"), Target: "prod", Platform: "linux/arm64",
-			Outputs: []string{"type=docker,dest=/out/image.tar", "type=oci,dest=/out/layout"}},
+			Outputs: []string{"type=docker,dest=/out/image.tar", "type=oci,tar=false,dest=/out/layout"}},
 	}, {
 		name: "KANIKO_NO_PUSH and a bare build arg",
 		args: []string{"-c", ctxDir, "-d", "example.com/app:1", "--build-arg", "FROM_ENV"},

@@ -54,7 +54,8 @@ func FuzzBuildArgs(f *testing.F) {
 // to the same output.
 func FuzzParseOutput(f *testing.F) {
 	for _, s := range []string{"type=registry", "type=oci,dest=out", "type=docker,dest=-", "type=tar,dest=a.tar,name=r/a:1",
-		`"type=oci,dest=a,b"`, "type=registry,name=r/a:1,name=r/b:2", "push=true", "type=oci,dest=-", "dir", "type=x"} {
+		`"type=oci,dest=a,b"`, "type=registry,name=r/a:1,name=r/b:2", "push=true", "type=oci,dest=-", "dir", "type=x",
+		"type=oci,dest=d,tar=false", "type=image,push=false", "type=image,name=r/a:1,push=true", "-", "type=local,dest=out", `""`} {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, s string) {
@@ -73,6 +74,12 @@ func FuzzParseOutput(f *testing.F) {
 		if len(names) > 0 {
 			fields = append(fields, csvField("name", strings.Join(names, ",")))
 		}
+		if o.dir {
+			fields = append(fields, "tar=false")
+		}
+		if o.typ == "image" {
+			fields = append(fields, "push="+strconv.FormatBool(o.push))
+		}
 		again, err := parseOutput(strings.Join(fields, ","), nil)
 		if err != nil {
 			t.Fatalf("%q parsed, its re-encoding %q does not: %v", s, strings.Join(fields, ","), err)
@@ -81,7 +88,7 @@ func FuzzParseOutput(f *testing.F) {
 		for i, r := range again.refs {
 			names2[i] = r.Name()
 		}
-		if again.typ != o.typ || again.dest != o.dest || !slices.Equal(names, names2) {
+		if again.typ != o.typ || again.dest != o.dest || again.dir != o.dir || again.push != o.push || !slices.Equal(names, names2) {
 			t.Errorf("%q -> %+v %v, re-parsed %+v %v", s, o, names, again, names2)
 		}
 	})

@@ -13,12 +13,13 @@ import (
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/layout"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
 	"github.com/google/go-containerregistry/pkg/v1/validate"
 )
 
-// TestBuildOutputs writes the oci, tar and docker outputs of one build and
-// checks each with go-containerregistry's validate.
+// TestBuildOutputs writes an OCI layout, an OCI tarball and a docker
+// archive in one build and checks each with go-containerregistry's validate.
 func TestBuildOutputs(t *testing.T) {
 	t.Parallel()
 	e := setup(t)
@@ -28,7 +29,7 @@ func TestBuildOutputs(t *testing.T) {
 	ociTar := filepath.Join(outDir, "oci.tar")
 	dockerTar := filepath.Join(outDir, "docker.tar")
 	r := e.build(t, t.TempDir(), "-t", "example.com/app:v1",
-		"-o", "type=oci,dest="+ociDir, "-o", "type=tar,dest="+ociTar, "-o", "type=docker,dest="+dockerTar, dir)
+		"-o", "type=oci,tar=false,dest="+ociDir, "-o", "type=oci,dest="+ociTar, "-o", "type=docker,dest="+dockerTar, dir)
 	if r.code != 0 {
 		t.Fatal(r.stderr)
 	}
@@ -104,7 +105,7 @@ func TestBuildOwnImage(t *testing.T) {
 	}
 	ociDir := filepath.Join(t.TempDir(), "layout")
 	r := imgbuild(t, "", "build", "--root", t.TempDir(), "--runc", e.runc, "--progress", "plain",
-		"-t", "imgbuild:test", "-o", "type=oci,dest="+ociDir, e.repo)
+		"-t", "imgbuild:test", "-o", "type=oci,tar=false,dest="+ociDir, e.repo)
 	if r.code != 0 {
 		t.Fatal(r.stderr)
 	}
@@ -173,5 +174,255 @@ func untar(t *testing.T, src, dst string) {
 			t.Fatal(err)
 		}
 		out.Close()
+	}
+}
+
+// TestOutputTypes runs each -o type as buildx means it, one build per
+// case on one state dir, and checks what lands at dest.
+func TestOutputTypes(t *testing.T) {
+	t.Parallel()
+	e := setup(t)
+	ctxDir := writeContext(t, map[string]string{"Dockerfile": "ARG BASE\nFROM ${BASE}\nRUN echo out > /out.txt\n"})
+	root := t.TempDir()
+	tag, _ := name.NewTag("example.com/app:v1")
+
+	// ociImage checks the OCI layout in dir holds one image named v1 with
+	// the RUN step's file, and returns its digest.
+	ociImage := func(t *testing.T, dir string) v1.Hash {
+		t.Helper()
+		p, err := layout.FromPath(dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		idx, err := p.ImageIndex()
+		if err != nil {
+			t.Fatal(err)
+		}
+		im, err := idx.IndexManifest()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(im.Manifests) != 1 || im.Manifests[0].Annotations["org.opencontainers.image.ref.name"] != "v1" {
+			t.Fatalf("index.json = %+v, want one manifest named v1", im.Manifests)
+		}
+		img, err := p.Image(im.Manifests[0].Digest)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := validate.Image(img); err != nil {
+			t.Fatal(err)
+		}
+		if got := files(t, img)["out.txt"]; got != "out\n" {
+			t.Errorf("out.txt = %q", got)
+		}
+		return im.Manifests[0].Digest
+	}
+	printed := func(t *testing.T, r result) v1.Hash {
+		t.Helper()
+		h, err := v1.NewHash(strings.TrimSpace(r.stdout))
+		if err != nil {
+			t.Fatalf("stdout %q is not a digest: %v", r.stdout, err)
+		}
+		return h
+	}
+
+	for _, tc := range []struct {
+		name  string
+		out   func(dir string) string // the -o value, dest under dir
+		fail  string                  // the build fails, stderr saying this
+		check func(t *testing.T, dir string, r result)
+	}{{
+		name: "oci tarball by default",
+		out:  func(dir string) string { return "type=oci,dest=" + filepath.Join(dir, "img.tar") },
+		check: func(t *testing.T, dir string, r result) {
+			fi, err := os.Stat(filepath.Join(dir, "img.tar"))
+			if err != nil || !fi.Mode().IsRegular() {
+				t.Fatalf("img.tar: %v, want a file", err)
+			}
+			untarred := t.TempDir()
+			untar(t, filepath.Join(dir, "img.tar"), untarred)
+			if got, want := ociImage(t, untarred), printed(t, r); got != want {
+				t.Errorf("tarball holds %s, build printed %s", got, want)
+			}
+		},
+	}, {
+		name: "oci tar=false is a layout directory",
+		out:  func(dir string) string { return "type=oci,tar=false,dest=" + filepath.Join(dir, "layout") },
+		check: func(t *testing.T, dir string, r result) {
+			if got, want := ociImage(t, filepath.Join(dir, "layout")), printed(t, r); got != want {
+				t.Errorf("layout holds %s, build printed %s", got, want)
+			}
+		},
+	}, {
+		name: "oci tarball to stdout",
+		out:  func(string) string { return "type=oci,dest=-" },
+		check: func(t *testing.T, dir string, r result) {
+			f := filepath.Join(dir, "stdout.tar")
+			if err := os.WriteFile(f, []byte(r.stdout), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			untarred := t.TempDir()
+			untar(t, f, untarred)
+			ociImage(t, untarred)
+		},
+	}, {
+		name: "tar is the root filesystem",
+		out:  func(dir string) string { return "type=tar,dest=" + filepath.Join(dir, "rootfs.tar") },
+		check: func(t *testing.T, dir string, r result) {
+			f, err := os.Open(filepath.Join(dir, "rootfs.tar"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer f.Close()
+			fs := tarFiles(t, f)
+			if fs["out.txt"] != "out\n" {
+				t.Errorf("rootfs tar: out.txt = %q", fs["out.txt"])
+			}
+			if _, ok := fs["bin/busybox"]; !ok {
+				t.Errorf("rootfs tar lacks the base image's bin/busybox")
+			}
+			if _, ok := fs["index.json"]; ok {
+				t.Errorf("rootfs tar is an OCI layout")
+			}
+		},
+	}, {
+		name: "local is the root filesystem in a directory",
+		out:  func(dir string) string { return "type=local,dest=" + filepath.Join(dir, "rootfs") },
+		check: func(t *testing.T, dir string, r result) {
+			b, err := os.ReadFile(filepath.Join(dir, "rootfs", "out.txt"))
+			if err != nil || string(b) != "out\n" {
+				t.Errorf("rootfs/out.txt = %q, %v", b, err)
+			}
+			if _, err := os.Stat(filepath.Join(dir, "rootfs", "bin", "busybox")); err != nil {
+				t.Errorf("rootfs lacks bin/busybox: %v", err)
+			}
+		},
+	}, {
+		name: "-o DIR is type=local",
+		out:  func(dir string) string { return filepath.Join(dir, "short") },
+		check: func(t *testing.T, dir string, r result) {
+			if b, err := os.ReadFile(filepath.Join(dir, "short", "out.txt")); err != nil || string(b) != "out\n" {
+				t.Errorf("short/out.txt = %q, %v", b, err)
+			}
+		},
+	}, {
+		name: "docker is loadable",
+		out:  func(dir string) string { return "type=docker,dest=" + filepath.Join(dir, "docker.tar") },
+		check: func(t *testing.T, dir string, r result) {
+			path := filepath.Join(dir, "docker.tar")
+			m, err := tarball.LoadManifest(func() (io.ReadCloser, error) { return os.Open(path) })
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(m) != 1 || !slices.Contains(m[0].RepoTags, "example.com/app:v1") {
+				t.Fatalf("manifest.json = %+v, want one image tagged example.com/app:v1", m)
+			}
+			img, err := tarball.ImageFromPath(path, &tag)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := validate.Image(img); err != nil {
+				t.Fatal(err)
+			}
+			if got := files(t, img)["out.txt"]; got != "out\n" {
+				t.Errorf("out.txt = %q", got)
+			}
+		},
+	}, {
+		name: "missing dest directory fails before building",
+		out:  func(dir string) string { return "type=oci,dest=" + filepath.Join(dir, "nope", "img.tar") },
+		fail: "nope",
+		check: func(t *testing.T, dir string, r result) {
+			if strings.Contains(r.stderr, "RUN echo") {
+				t.Errorf("the build ran before the output was checked:\n%s", r.stderr)
+			}
+		},
+	}} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			r := e.build(t, root, "-t", tag.String(), "-o", tc.out(dir), ctxDir)
+			if tc.fail != "" {
+				if r.code == 0 || !strings.Contains(r.stderr, filepath.Join(dir, tc.fail)) {
+					t.Fatalf("exit %d, want a failure naming %s:\n%s", r.code, filepath.Join(dir, tc.fail), r.stderr)
+				}
+			} else if r.code != 0 {
+				t.Fatal(r.stderr)
+			}
+			tc.check(t, dir, r)
+			// Nothing but the outputs: no temporary file is left beside them.
+			ents, _ := os.ReadDir(dir)
+			for _, en := range ents {
+				if strings.Contains(en.Name(), ".tmp-") {
+					t.Errorf("left behind: %s", en.Name())
+				}
+			}
+		})
+	}
+}
+
+// TestOutputImageNoPush builds with type=image,push=false: the result
+// stays in the cache, nothing is pushed, and there is no warning.
+func TestOutputImageNoPush(t *testing.T) {
+	t.Parallel()
+	e := setup(t)
+	dir := writeContext(t, map[string]string{"Dockerfile": "ARG BASE\nFROM ${BASE}\nRUN echo out > /out.txt\n"})
+	ref := e.registry + "/e2e/output-image-nopush:v1"
+	r := e.build(t, t.TempDir(), "-o", "type=image,name="+ref+",push=false", dir)
+	if r.code != 0 {
+		t.Fatal(r.stderr)
+	}
+	if _, err := v1.NewHash(strings.TrimSpace(r.stdout)); err != nil {
+		t.Errorf("stdout %q is not a digest: %v", r.stdout, err)
+	}
+	if strings.Contains(r.stderr, "No output specified") {
+		t.Errorf("warned about no output for an explicit type=image:\n%s", r.stderr)
+	}
+	pref, err := name.ParseReference(ref)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := remote.Head(pref); err == nil {
+		t.Errorf("%s was pushed by push=false", ref)
+	}
+}
+
+// TestOutputFailedBuildLeavesNothing fails a RUN step with every staged
+// output type asked for: nothing is left at any dest, nor beside it.
+func TestOutputFailedBuildLeavesNothing(t *testing.T) {
+	t.Parallel()
+	e := setup(t)
+	ctxDir := writeContext(t, map[string]string{"Dockerfile": "ARG BASE\nFROM ${BASE}\nRUN echo out > /out.txt && exit 3\n"})
+	dir := t.TempDir()
+	r := e.build(t, t.TempDir(), "-t", "example.com/app:v1",
+		"-o", "type=oci,dest="+filepath.Join(dir, "img.tar"), "-o", "type=docker,dest="+filepath.Join(dir, "docker.tar"),
+		"-o", "type=tar,dest="+filepath.Join(dir, "rootfs.tar"), "-o", "type=local,dest="+filepath.Join(dir, "rootfs"),
+		"-o", "type=oci,tar=false,dest="+filepath.Join(dir, "layout"), ctxDir)
+	if r.code == 0 {
+		t.Fatal("build succeeded, want the RUN step to fail")
+	}
+	ents, _ := os.ReadDir(dir)
+	for _, en := range ents {
+		t.Errorf("a failed build left %s", en.Name())
+	}
+}
+
+// TestOutputLocalMerges writes type=local into a directory that has files
+// already: buildx's local exporter keeps them and replaces same-named ones.
+func TestOutputLocalMerges(t *testing.T) {
+	t.Parallel()
+	e := setup(t)
+	ctxDir := writeContext(t, map[string]string{"Dockerfile": "ARG BASE\nFROM ${BASE}\nRUN echo out > /out.txt\n"})
+	dest := writeContext(t, map[string]string{"keep.txt": "kept\n", "out.txt": "old\n", "etc/mine": "mine\n"})
+	r := e.build(t, t.TempDir(), "-o", "type=local,dest="+dest, ctxDir)
+	if r.code != 0 {
+		t.Fatal(r.stderr)
+	}
+	for f, want := range map[string]string{"keep.txt": "kept\n", "out.txt": "out\n", "etc/mine": "mine\n"} {
+		if b, err := os.ReadFile(filepath.Join(dest, f)); err != nil || string(b) != want {
+			t.Errorf("%s = %q, %v; want %q", f, b, err, want)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(dest, "etc", "passwd")); err != nil {
+		t.Errorf("the image's etc/passwd was not merged into the existing etc: %v", err)
 	}
 }

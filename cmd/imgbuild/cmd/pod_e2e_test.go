@@ -52,7 +52,7 @@ func TestImageRunsAsPod(t *testing.T) {
 		}
 	}
 	ociDir := filepath.Join(t.TempDir(), "layout")
-	r := imgbuild(t, "", "build", "--root", t.TempDir(), "--runc", e.runc, "--progress", "quiet", "-o", "type=oci,dest="+ociDir, imgCtx)
+	r := imgbuild(t, "", "build", "--root", t.TempDir(), "--runc", e.runc, "--progress", "quiet", "-o", "type=oci,tar=false,dest="+ociDir, imgCtx)
 	if r.code != 0 {
 		t.Fatal(r.stderr)
 	}
