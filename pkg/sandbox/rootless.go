@@ -126,7 +126,10 @@ type idMap struct{ inside, outside, size int }
 // It checks the machine first, so that one that cannot do it gets a
 // [*PreflightError] with the fix, not a kernel error; warn receives notes on
 // a degraded set-up (such as mapping a single ID).
-func RunInUserNamespace(ctx context.Context, args []string, env []string, warn func(string)) (int, error) {
+//
+// With hide, this process hides from RUN steps (see HideFromSteps) once the
+// child's ID maps are written: a non-dumpable parent could not write them.
+func RunInUserNamespace(ctx context.Context, args []string, env []string, hide bool, warn func(string)) (int, error) {
 	plan, err := preflight()
 	if err != nil {
 		return 1, err
@@ -188,6 +191,13 @@ func RunInUserNamespace(ctx context.Context, args []string, env []string, warn f
 	// status below says so.
 	_, _ = w.Write([]byte("1"))
 	w.Close()
+	if hide {
+		if err := HideFromSteps(); err != nil {
+			_ = cmd.Process.Kill()
+			_ = cmd.Wait()
+			return 1, fmt.Errorf("hiding this process from RUN steps: %w", err)
+		}
+	}
 	err = cmd.Wait()
 	var ee *exec.ExitError
 	if errors.As(err, &ee) {

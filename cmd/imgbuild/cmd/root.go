@@ -183,30 +183,32 @@ func (ro *rootOptions) enterSandbox(cmd *cobra.Command, state *stateFlags) (reru
 			ro.log.Info(choice.Line())
 		}
 	}
-	if choice.Executor != sandbox.Runc {
-		// RUN steps share this process's PID namespace, or its container.
-		if err := sandbox.HideFromSteps(); err != nil {
-			return false, fmt.Errorf("hiding this process from RUN steps: %w", err)
-		}
-	}
+	// RUN steps of the lower rungs share this process's PID namespace, or
+	// its container.
+	hide := choice.Executor != sandbox.Runc
 	if !choice.UserNamespace || !sandbox.NeedsUserNamespace() {
+		if hide {
+			if err := sandbox.HideFromSteps(); err != nil {
+				return false, fmt.Errorf("hiding this process from RUN steps: %w", err)
+			}
+		}
 		return false, nil
 	}
-	return true, ro.rerunRootless(cmd, *state, choice)
+	return true, ro.rerunRootless(cmd, *state, choice, hide)
 }
 
 // rerunRootless runs this command line again in a user namespace where
 // imgbuild is root (see sandbox.RunInUserNamespace) and returns its exit
 // status. The state dir is resolved here, as the unprivileged user, and
 // handed down: inside, the euid is 0.
-func (ro *rootOptions) rerunRootless(cmd *cobra.Command, state stateFlags, choice sandbox.Choice) error {
+func (ro *rootOptions) rerunRootless(cmd *cobra.Command, state stateFlags, choice sandbox.Choice, hide bool) error {
 	dir, err := state.dir()
 	if err != nil {
 		return err
 	}
 	env := append(os.Environ(), statedir.EnvRoot+"="+dir.Path(), sandbox.PinExecutor(choice))
 	ro.log.Debugf("not root: re-running in a user namespace (state dir %s)", dir)
-	code, err := sandbox.RunInUserNamespace(cmd.Context(), ro.args, env, func(note string) { ro.log.Warn(note) })
+	code, err := sandbox.RunInUserNamespace(cmd.Context(), ro.args, env, hide, func(note string) { ro.log.Warn(note) })
 	if err != nil {
 		return err
 	}
