@@ -29,6 +29,9 @@ var rules = []struct {
 	// The CLI framework stays in the CLI.
 	{"github.com/spf13/cobra", []string{module + "/cmd/"}},
 	{"github.com/spf13/pflag", []string{module + "/cmd/"}},
+	// Kubernetes' API modules are for the tests of hack/k8s's manifests.
+	{"k8s.io/", []string{module + "/internal/k8stest"}},
+	{"sigs.k8s.io/", []string{module + "/internal/k8stest"}},
 	// Libraries never reach up into the CLI.
 	{module + "/cmd/", []string{module + "/cmd/"}},
 }
@@ -75,4 +78,27 @@ func allowed(pkg string, prefixes []string) bool {
 		}
 	}
 	return false
+}
+
+// TestBinaryHasNoKubernetesModules: the manifests' tests bring k8s.io
+// modules into go.mod; none may reach the imgbuild binary, directly or
+// through another dependency.
+func TestBinaryHasNoKubernetesModules(t *testing.T) {
+	t.Parallel()
+	cmd := exec.Command("go", "list", "-deps", module+"/cmd/imgbuild")
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("go list -deps: %v\n%s", err, stderr.String())
+	}
+	deps := strings.Fields(string(out))
+	if len(deps) < 100 {
+		t.Fatalf("go list -deps listed %d packages; the check checked nothing", len(deps))
+	}
+	for _, d := range deps {
+		if strings.HasPrefix(d, "k8s.io/") || strings.HasPrefix(d, "sigs.k8s.io/") {
+			t.Errorf("%s/cmd/imgbuild depends on %s", module, d)
+		}
+	}
 }

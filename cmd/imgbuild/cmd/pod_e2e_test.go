@@ -1,169 +1,242 @@
 package cmd
 
 import (
-	"bytes"
-	"encoding/json"
+	"archive/tar"
+	"crypto/sha256"
+	"errors"
+	"fmt"
 	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 
+	"github.com/google/go-cmp/cmp"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/layout"
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
 
+	"github.com/imgbuild/imgbuild/internal/k8stest"
 	"github.com/imgbuild/imgbuild/internal/testutil"
 )
 
-// podIDBase is where the simulated pod's user namespace starts on the host,
-// as a kubelet with user namespaces would map it.
-const podIDBase = 200000
+// noRegistryAuth is the docker config the simulated pods' registry
+// Secret holds: the test registry takes anonymous pushes.
+var noRegistryAuth = withSecret("registry-credentials", map[string]string{".dockerconfigjson": `{"auths":{}}`})
 
-// podCaps is the capability set a Kubernetes container gets by default (the
-// container runtime's default; no CAP_SYS_ADMIN).
-var podCaps = []string{
-	"CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_FSETID", "CAP_FOWNER", "CAP_MKNOD", "CAP_NET_RAW",
-	"CAP_SETGID", "CAP_SETUID", "CAP_SETFCAP", "CAP_SETPCAP", "CAP_NET_BIND_SERVICE",
-	"CAP_SYS_CHROOT", "CAP_KILL", "CAP_AUDIT_WRITE",
-}
-
-// TestImageRunsAsPod builds imgbuild's own image with imgbuild, then runs it
-// under runc the way a Kubernetes pod with `hostUsers: false` runs it: its
-// own user namespace (uid 0 inside is uid 200000 outside), the default
-// capabilities and no others, /proc unmasked (procMount: Unmasked), no
-// privileged mode; the image's imgbuild builds a Dockerfile with RUN steps
-// and pushes it to the host's registry.
+// TestImageRunsAsPod builds imgbuild's own image with imgbuild, then runs
+// it as hack/k8s/job-userns.yaml's pod (hostUsers: false: uid 0 inside is
+// uid 200000 outside, the default capabilities, /proc unmasked, not
+// privileged) with kaniko's command line: /kaniko/executor builds a
+// Dockerfile with a RUN step that chowns to another ID and pushes it to the
+// host's registry.
 func TestImageRunsAsPod(t *testing.T) {
 	e := setup(t)
-
-	// The image, built from the repo's Dockerfile with this test's binary.
-	imgCtx := t.TempDir()
-	mustCopy(t, filepath.Join(e.repo, "Dockerfile"), filepath.Join(imgCtx, "Dockerfile"), 0o644)
-	mustCopy(t, filepath.Join(e.repo, ".dockerignore"), filepath.Join(imgCtx, ".dockerignore"), 0o644)
-	mustCopy(t, binary, filepath.Join(imgCtx, "bin", "imgbuild"), 0o755)
-	mustCopy(t, e.runc, filepath.Join(imgCtx, "bin", "runc"), 0o755)
-	mustCopy(t, "/etc/ssl/certs/ca-certificates.crt", filepath.Join(imgCtx, "bin", "ca-certificates.crt"), 0o644)
-	if _, err := exec.Command("cp", "-a", filepath.Join(e.repo, "hack", "image"), filepath.Join(imgCtx, "hack", "image")).CombinedOutput(); err != nil {
-		os.MkdirAll(filepath.Join(imgCtx, "hack"), 0o755)
-		if out, err := exec.Command("cp", "-a", filepath.Join(e.repo, "hack", "image"), filepath.Join(imgCtx, "hack")).CombinedOutput(); err != nil {
-			t.Fatalf("copying hack/image: %v %s", err, out)
-		}
-	}
-	ociDir := filepath.Join(t.TempDir(), "layout")
-	r := imgbuild(t, "", "build", "--root", t.TempDir(), "--runc", e.runc, "--progress", "quiet", "-o", "type=oci,tar=false,dest="+ociDir, imgCtx)
-	if r.code != 0 {
-		t.Fatal(r.stderr)
-	}
-	h, err := v1.NewHash(strings.TrimSpace(r.stdout))
+	img := releaseImage(t, e)
+	cfg, err := img.ConfigFile()
 	if err != nil {
 		t.Fatal(err)
 	}
-	p, err := layout.FromPath(ociDir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	img, err := p.Image(h)
-	if err != nil {
-		t.Fatal(err)
-	}
-
-	// The pod's root filesystem: the image, plus the emptyDirs a Job gives
-	// it (/tmp, the state dir) and the workspace with a build context.
-	// Not t.TempDir: its parent is private to the host's root, and the
-	// pod's root (uid 200000) must reach its rootfs.
-	bundle, err := os.MkdirTemp("", "imgbuild-pod-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(bundle) })
-	os.Chmod(bundle, 0o755)
-	rootfs := filepath.Join(bundle, "rootfs")
-	os.MkdirAll(rootfs, 0o755)
-	untarReader(t, mutate.Extract(img), rootfs)
-	for _, d := range []string{"tmp", "var/lib/imgbuild", "workspace", "proc", "sys", "dev", "etc"} {
-		os.MkdirAll(filepath.Join(rootfs, d), 0o755)
-	}
-	os.Chmod(filepath.Join(rootfs, "tmp"), 0o1777)
-	os.WriteFile(filepath.Join(rootfs, "etc", "hosts"), []byte("127.0.0.1 localhost\n"), 0o644)
-	os.WriteFile(filepath.Join(rootfs, "workspace", "Dockerfile"), []byte(`ARG BASE
+	ref := e.registry + "/e2e/from-pod:v1"
+	p := derivePod(t, "job-userns.yaml", simImageOf(cfg.Config), noRegistryAuth,
+		withCommand("/kaniko/executor", "--context", "dir:///workspace", "--destination", ref, "--build-arg", "BASE="+e.base))
+	if err := p.writeFile(filepath.Join(p.volumes["workspace"], "Dockerfile"), `ARG BASE
 FROM ${BASE}
 RUN echo "built in a pod" > /pod.txt && chown 1000:1000 /pod.txt
-`), 0o644)
-	// Files in the pod belong to its root: uid 200000 on the host.
-	if out, err := exec.Command("chown", "-R", "200000:200000", rootfs).CombinedOutput(); err != nil {
-		t.Fatalf("chown: %v %s", err, out)
+`, 0o644); err != nil {
+		t.Fatal(err)
 	}
-
-	ref := e.registry + "/e2e/from-pod:v1"
-	spec := podSpec(t, e, []string{"/kaniko/executor", "--context", "dir:///workspace", "--destination", ref,
-		"--build-arg", "BASE=" + e.base})
-	b, _ := json.MarshalIndent(spec, "", "  ")
-	os.WriteFile(filepath.Join(bundle, "config.json"), b, 0o644)
-
-	var out bytes.Buffer
-	run := exec.CommandContext(t.Context(), e.runc, "--root", filepath.Join(bundle, "runc-state"), "run", "--bundle", bundle, "imgbuild-pod-"+filepath.Base(bundle))
-	run.Stdout, run.Stderr = &out, &out
-	err = run.Run()
-	t.Logf("pod output:\n%s", out.String())
-	if err != nil {
+	if _, err := p.run(t, e.runc, img); err != nil {
 		t.Fatalf("the pod's build failed: %v", err)
 	}
 	pushed := pull(t, ref)
 	if got := files(t, pushed)["pod.txt"]; got != "built in a pod\n" {
 		t.Errorf("pod.txt = %q", got)
 	}
+	if got := fileEntries(t, pushed)["pod.txt"]; !strings.Contains(got, " 1000:1000 ") {
+		t.Errorf("pod.txt = %s, want owner 1000:1000", got)
+	}
 }
 
-// podSpec is a runc config for the simulated pod.
-func podSpec(t *testing.T, e e2e, args []string) map[string]any {
-	t.Helper()
-	dir := t.TempDir()
-	cmd := exec.Command(e.runc, "spec")
-	cmd.Dir = dir
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("runc spec: %v %s", err, out)
-	}
-	var spec map[string]any
-	b, _ := os.ReadFile(filepath.Join(dir, "config.json"))
-	if err := json.Unmarshal(b, &spec); err != nil {
+// TestImageInPods runs imgbuild's image as each simulated pod of the issue
+// (#12) and builds testdata/pods there (RUN with heredocs, cache, secret and
+// tmpfs mounts, multi-stage, USER, SHELL, WORKDIR) with the manifest's own
+// command line, pointed at the test registry. The pushed image must hold
+// the files, modes and owners of a host build of the same Dockerfile, and
+// the build secret must be in none of its bytes and not in the pod's
+// output. Rows not ready need the executor ladder (#12 items 1-3).
+func TestImageInPods(t *testing.T) {
+	e := setup(t)
+	img := releaseImage(t, e)
+	cfg, err := img.ConfigFile()
+	if err != nil {
 		t.Fatal(err)
 	}
-	spec["root"] = map[string]any{"path": "rootfs", "readonly": false}
-	proc := spec["process"].(map[string]any)
-	proc["terminal"] = false
-	proc["args"] = args
-	proc["cwd"] = "/workspace"
-	proc["env"] = []string{"PATH=/kaniko", "HOME=/root", "DOCKER_CONFIG=/kaniko/.docker/",
-		"IMGBUILD_ROOT=/var/lib/imgbuild", "SSL_CERT_FILE=/kaniko/ssl/certs/ca-certificates.crt"}
-	proc["user"] = map[string]any{"uid": 0, "gid": 0}
-	proc["noNewPrivileges"] = true
-	proc["capabilities"] = map[string]any{"bounding": podCaps, "effective": podCaps, "permitted": podCaps}
-	linux := spec["linux"].(map[string]any)
-	// Pod namespaces, the host's network (to reach its registry on
-	// loopback, as a pod reaches a registry service).
-	linux["namespaces"] = []map[string]any{{"type": "pid"}, {"type": "ipc"}, {"type": "uts"}, {"type": "mount"}, {"type": "user"}}
-	linux["uidMappings"] = []map[string]any{{"containerID": 0, "hostID": podIDBase, "size": 65536}}
-	linux["gidMappings"] = []map[string]any{{"containerID": 0, "hostID": podIDBase, "size": 65536}}
-	// procMount: Unmasked.
-	delete(linux, "maskedPaths")
-	delete(linux, "readonlyPaths")
-	// sysfs needs the network namespace; a pod in the host's network
-	// gets the host's /sys read-only, as rootless runc does.
-	var mounts []map[string]any
-	for _, m := range spec["mounts"].([]any) {
-		mm := m.(map[string]any)
-		switch mm["destination"] {
-		case "/sys":
-			mounts = append(mounts, map[string]any{"destination": "/sys", "type": "none", "source": "/sys", "options": []string{"rbind", "nosuid", "noexec", "nodev", "ro"}})
-		case "/sys/fs/cgroup":
-		default:
-			mounts = append(mounts, mm)
-		}
+	const token = "pod-token-7f3c9a1e"
+	ctxDir := filepath.Join(e.repo, "testdata", "pods")
+
+	hostRef := e.registry + "/in-pods/host:v1"
+	r := imgbuildEnv(t, []string{"POD_TOKEN=" + token}, "", "build", "--root", t.TempDir(), "--runc", e.runc,
+		"--progress", "plain", "--build-arg", "BASE="+e.base, "--secret", "id=pod-token,env=POD_TOKEN",
+		"--tag", hostRef, "--push", ctxDir)
+	if r.code != 0 {
+		t.Fatalf("host build of %s: %s", ctxDir, r.stderr)
 	}
-	spec["mounts"] = mounts
-	return spec
+	want := fileEntries(t, pull(t, hostRef))
+
+	for _, tc := range []struct {
+		name     string
+		manifest string
+		opts     []podOption
+		rung     string // the executor rung imgbuild should pick there
+		ready    bool
+	}{
+		{"a-default-pod", "job-default-pod.yaml", nil, "inplace", false},
+		{"b-default-pod-unconfined", "job-default-pod.yaml", []podOption{seccompUnconfined()}, "runc-no-sandbox", false},
+		{"c-rootless-no-userns", "job-rootless.yaml", []podOption{withoutUserNamespace()}, "runc-no-sandbox", false},
+		{"d-userns", "job-userns.yaml", nil, "runc", true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if len(tc.opts) == 0 {
+				// A row running the manifest as shipped expects the
+				// rung the manifest claims.
+				job, err := k8stest.LoadNamed(tc.manifest)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if got := job.Annotations[k8stest.ExecutorAnnotation]; got != tc.rung {
+					t.Errorf("%s claims executor %q, the test expects %q", tc.manifest, got, tc.rung)
+				}
+			}
+			if !tc.ready {
+				t.Skipf("executor ladder not merged yet: %s needs the %s rung", tc.name, tc.rung)
+			}
+			prefix := e.registry + "/in-pods/" + tc.name
+			opts := append([]podOption{noRegistryAuth, withRegistry(prefix),
+				withArgs("--build-arg=BASE="+e.base, "--secret=id=pod-token,env=POD_TOKEN"),
+				withEnv("POD_TOKEN=" + token)}, tc.opts...)
+			p := derivePod(t, tc.manifest, simImageOf(cfg.Config), opts...)
+			ws, ok := p.volumes["workspace"]
+			testutil.Require(t, ok, "%s has no workspace volume", tc.manifest)
+			if err := p.copyDir(ctxDir, ws); err != nil {
+				t.Fatal(err)
+			}
+			out, err := p.run(t, e.runc, img)
+			if err != nil {
+				t.Fatalf("the build in %s's pod failed: %v", tc.manifest, err)
+			}
+			pushed := pull(t, prefix+"/app:latest")
+			if diff := cmp.Diff(want, fileEntries(t, pushed)); diff != "" {
+				t.Errorf("the pod's image differs from the host's (-host +pod):\n%s", diff)
+			}
+			if strings.Contains(string(allBlobs(t, pushed)), token) {
+				t.Error("the build secret is in the pushed image")
+			}
+			if strings.Contains(out, token) {
+				t.Error("the build secret is in the pod's output")
+			}
+		})
+	}
+}
+
+// copyDir copies the regular files of src into dst, owned by the pod's root.
+func (p *simPod) copyDir(src, dst string) error {
+	return filepath.WalkDir(src, func(path string, d os.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(src, path)
+		return p.writeFile(filepath.Join(dst, rel), string(b), 0o644)
+	})
+}
+
+var (
+	releaseOnce sync.Once
+	releaseImg  v1.Image
+	releaseErr  error
+)
+
+// releaseImage builds the repo's Dockerfile, the release image, once per
+// test run with this run's imgbuild and runc.
+func releaseImage(t *testing.T, e e2e) v1.Image {
+	t.Helper()
+	releaseOnce.Do(func() {
+		imgCtx := t.TempDir()
+		mustCopy(t, filepath.Join(e.repo, "Dockerfile"), filepath.Join(imgCtx, "Dockerfile"), 0o644)
+		mustCopy(t, filepath.Join(e.repo, ".dockerignore"), filepath.Join(imgCtx, ".dockerignore"), 0o644)
+		mustCopy(t, binary, filepath.Join(imgCtx, "bin", "imgbuild"), 0o755)
+		mustCopy(t, e.runc, filepath.Join(imgCtx, "bin", "runc"), 0o755)
+		mustCopy(t, "/etc/ssl/certs/ca-certificates.crt", filepath.Join(imgCtx, "bin", "ca-certificates.crt"), 0o644)
+		if err := os.MkdirAll(filepath.Join(imgCtx, "hack"), 0o755); err != nil {
+			releaseErr = err
+			return
+		}
+		if out, err := exec.Command("cp", "-a", filepath.Join(e.repo, "hack", "image"), filepath.Join(imgCtx, "hack")).CombinedOutput(); err != nil {
+			releaseErr = fmt.Errorf("copying hack/image: %w %s", err, out)
+			return
+		}
+		// The layout outlives this test: TestMain removes binaryDir.
+		ociDir := filepath.Join(binaryDir, "release-layout")
+		r := imgbuild(t, "", "build", "--root", t.TempDir(), "--runc", e.runc, "--progress", "quiet", "-o", "type=oci,dest="+ociDir, imgCtx)
+		if r.code != 0 {
+			releaseErr = fmt.Errorf("building the release image: %s", r.stderr)
+			return
+		}
+		h, err := v1.NewHash(strings.TrimSpace(r.stdout))
+		if err != nil {
+			releaseErr = err
+			return
+		}
+		p, err := layout.FromPath(ociDir)
+		if err != nil {
+			releaseErr = err
+			return
+		}
+		releaseImg, releaseErr = p.Image(h)
+	})
+	if releaseErr != nil {
+		t.Fatal(releaseErr)
+	}
+	if releaseImg == nil {
+		t.Fatal("an earlier test failed to build the release image")
+	}
+	return releaseImg
+}
+
+// fileEntries returns the flattened filesystem of img: path → type, mode,
+// owner and content digest (or link target), what two builds of one
+// Dockerfile must agree on.
+func fileEntries(t *testing.T, img v1.Image) map[string]string {
+	t.Helper()
+	rc := mutate.Extract(img)
+	defer rc.Close()
+	out := map[string]string{}
+	tr := tar.NewReader(rc)
+	for {
+		h, err := tr.Next()
+		if errors.Is(err, io.EOF) {
+			return out
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		p := strings.TrimPrefix(filepath.Clean("/"+h.Name), "/")
+		what := h.Linkname
+		if h.Typeflag == tar.TypeReg {
+			sum := sha256.New()
+			if _, err := io.Copy(sum, tr); err != nil {
+				t.Fatal(err)
+			}
+			what = fmt.Sprintf("%x", sum.Sum(nil))[:16]
+		}
+		out[p] = fmt.Sprintf("%c %o %d:%d %s", h.Typeflag, h.Mode, h.Uid, h.Gid, what)
+	}
 }
 
 func mustCopy(t *testing.T, src, dst string, mode os.FileMode) {
