@@ -27,6 +27,10 @@ func startEmbedded(ctx context.Context, o *options) (*embedded.Controller, *blob
 			return nil, nil, fmt.Errorf("--snapshotter %s: the in-place executor works only with the native snapshotter", snapshotter)
 		}
 		snapshotter = "native"
+		// The probe's temp dir: the release image has no /tmp.
+		if err := useTempDir(o.dir); err != nil {
+			return nil, nil, err
+		}
 		var err error
 		if inplace, err = setupInPlace(o); err != nil {
 			return nil, nil, err
@@ -84,8 +88,8 @@ func setupInPlace(o *options) (*inPlaceSetup, error) {
 	if err := os.Setenv("IMGBUILD_NO_MOUNTS", "1"); err != nil {
 		return nil, err
 	}
-	if !embedded.NoMountsPatched() {
-		return nil, errors.New("the in-place executor needs imgbuild built with its BuildKit patch (third_party/buildkit): build it with make build")
+	if err := embedded.NoMountsPatched(); err != nil {
+		return nil, fmt.Errorf("the in-place executor needs imgbuild built with its BuildKit patch (third_party/buildkit; make build does it): %w", err)
 	}
 	s := &inPlaceSetup{secretsDir: o.dir.Temp()}
 	if fi, err := os.Stat("/dev/shm"); err == nil && fi.IsDir() && unix.Access("/dev/shm", unix.W_OK) == nil {

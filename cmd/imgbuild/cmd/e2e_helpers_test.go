@@ -98,6 +98,16 @@ func needBinary(t testing.TB) {
 		out := filepath.Join(dir, "imgbuild")
 		build := exec.Command("go", "build", "-o", out, "github.com/imgbuild/imgbuild/cmd/imgbuild")
 		build.Env = append(os.Environ(), "CGO_ENABLED=0")
+		// make builds against the patched BuildKit that --executor inplace
+		// needs (third_party/buildkit); a go test run by hand gets it too
+		// once make has written the workspace.
+		if os.Getenv("GOWORK") == "" {
+			if w, err := filepath.Abs("../../../bin/go.work"); err == nil {
+				if _, err := os.Stat(w); err == nil {
+					build.Env = append(build.Env, "GOWORK="+w)
+				}
+			}
+		}
 		if b, err := build.CombinedOutput(); err != nil {
 			binaryErr = fmt.Errorf("building imgbuild: %w\n%s", err, b)
 			return

@@ -93,8 +93,8 @@ func TestImageInPods(t *testing.T) {
 		rung     string // the executor rung imgbuild should pick there
 		ready    bool
 	}{
-		{"a-default-pod", "job-default-pod.yaml", nil, "inplace", false},
-		{"b-default-pod-unconfined", "job-default-pod.yaml", []podOption{seccompUnconfined()}, "runc-no-sandbox", false},
+		{"a-default-pod", "job-default-pod.yaml", nil, "inplace", true},
+		{"b-default-pod-unconfined", "job-default-pod.yaml", []podOption{seccompUnconfined()}, "runc-no-sandbox", true},
 		{"c-rootless-no-userns", "job-rootless.yaml", []podOption{withoutUserNamespace()}, "runc-no-sandbox", false},
 		{"d-userns", "job-userns.yaml", nil, "runc", true},
 	} {
@@ -183,7 +183,7 @@ func releaseImage(t *testing.T, e e2e) v1.Image {
 		}
 		// The layout outlives this test: TestMain removes binaryDir.
 		ociDir := filepath.Join(binaryDir, "release-layout")
-		r := imgbuild(t, "", "build", "--root", t.TempDir(), "--runc", e.runc, "--progress", "quiet", "-o", "type=oci,dest="+ociDir, imgCtx)
+		r := imgbuild(t, "", "build", "--root", t.TempDir(), "--runc", e.runc, "--progress", "quiet", "-o", "type=oci,tar=false,dest="+ociDir, imgCtx)
 		if r.code != 0 {
 			releaseErr = fmt.Errorf("building the release image: %s", r.stderr)
 			return

@@ -339,20 +339,23 @@ func snapshotterFactory(root, name string) (string, runc.SnapshotterFactory, err
 	}
 }
 
-// NoMountsPatched reports whether BuildKit was built with imgbuild's patch
+// NoMountsPatched checks that BuildKit was built with imgbuild's patch
 // (third_party/buildkit) and IMGBUILD_NO_MOUNTS is set: a read-only local
 // mount is then its source, with nothing mounted.
-func NoMountsPatched() bool {
+func NoMountsPatched() error {
 	dir, err := os.MkdirTemp("", "imgbuild-probe-")
 	if err != nil {
-		return false
+		return err
 	}
 	defer os.RemoveAll(dir)
 	lm := bksnapshot.LocalMounterWithMounts([]mount.Mount{{Type: "bind", Source: dir, Options: []string{"rbind", "ro"}}})
 	p, err := lm.Mount()
 	if err != nil {
-		return false
+		return fmt.Errorf("a read-only local mount still mounts: %w", err)
 	}
 	defer lm.Unmount() //nolint:errcheck // a probe
-	return p == dir
+	if p != dir {
+		return fmt.Errorf("a read-only local mount of %s was mounted on %s", dir, p)
+	}
+	return nil
 }
