@@ -113,7 +113,16 @@ func (s *syncer) dir(rel string, st *unix.Stat_t) error {
 	}
 	for _, n := range dstNames {
 		child := join(rel, n)
-		if slices.Contains(srcNames, n) || s.prot.skip(child) || s.prot.holds(child) {
+		if slices.Contains(srcNames, n) || s.prot.skip(child) {
+			continue
+		}
+		if s.prot.holds(child) {
+			// Kept for the protected paths in it, but the rest is not in
+			// the source (a FROM scratch stage has no /etc): left, an
+			// earlier snapshot's files would reach this step and its layer.
+			if err := s.prune(child); err != nil {
+				return err
+			}
 			continue
 		}
 		if err := os.RemoveAll(filepath.Join(s.dst, child)); err != nil {
@@ -147,8 +156,9 @@ func (s *syncer) entry(rel string) error {
 	if s.prot.holds(rel) {
 		if st.Mode&unix.S_IFMT != unix.S_IFDIR {
 			// A snapshot's file where this container needs a directory
-			// (one holding a mount point): left as it is.
-			return nil
+			// (one holding a mount point): left as it is, bar what is
+			// not protected in it.
+			return s.prune(rel)
 		}
 		if !exists {
 			if !s.hasContent(rel) {
@@ -216,6 +226,35 @@ func (s *syncer) entry(rel string) error {
 		}
 	}
 	return s.meta(rel, &st, true)
+}
+
+// prune removes from the destination directory rel, which the source
+// does not have as a directory, all but the protected paths it holds.
+func (s *syncer) prune(rel string) error {
+	var dt unix.Stat_t
+	if err := unix.Lstat(filepath.Join(s.dst, rel), &dt); err != nil || dt.Mode&unix.S_IFMT != unix.S_IFDIR {
+		return nil
+	}
+	names, err := readNames(filepath.Join(s.dst, rel))
+	if err != nil {
+		return err
+	}
+	for _, n := range names {
+		child := join(rel, n)
+		switch {
+		case s.prot.skip(child):
+		case s.prot.holds(child):
+			if err := s.prune(child); err != nil {
+				return err
+			}
+		default:
+			if err := os.RemoveAll(filepath.Join(s.dst, child)); err != nil {
+				return err
+			}
+			s.written++
+		}
+	}
+	return nil
 }
 
 // hasContent reports whether the source directory rel, an ancestor of
