@@ -160,6 +160,19 @@ func (s *syncer) entry(rel string) error {
 			// not protected in it.
 			return s.prune(rel)
 		}
+		if exists && dt.Mode&unix.S_IFMT != unix.S_IFDIR {
+			// The snapshot's symlink or file, which the root kept as a
+			// directory: never synced through (a symlink leads out of the
+			// snapshot), and replaced only when the step put something
+			// beside the protected paths.
+			if !s.hasContent(rel) {
+				return nil
+			}
+			if err := os.Remove(dp); err != nil {
+				return err
+			}
+			exists = false
+		}
 		if !exists {
 			if !s.hasContent(rel) {
 				// Only there to hold this container's own paths.
