@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -343,6 +344,7 @@ func (s *syncer) meta(rel string, st *unix.Stat_t, fresh bool) error {
 // recordTree stamps every unprotected path under root.
 func recordTree(root string, prot *protected) (record, error) {
 	rec := record{}
+	var newest unix.Timespec
 	var walk func(rel string) error
 	walk = func(rel string) error {
 		names, err := readNames(filepath.Join(root, rel))
@@ -359,6 +361,9 @@ func recordTree(root string, prot *protected) (record, error) {
 				return err
 			}
 			rec[child] = stamp{st.Ino, st.Ctim}
+			if after(st.Ctim, newest) {
+				newest = st.Ctim
+			}
 			if st.Mode&unix.S_IFMT == unix.S_IFDIR {
 				if err := walk(child); err != nil {
 					return err
@@ -367,7 +372,30 @@ func recordTree(root string, prot *protected) (record, error) {
 		}
 		return nil
 	}
-	return rec, walk("")
+	if err := walk(""); err != nil {
+		return nil, err
+	}
+	waitPast(newest)
+	return rec, nil
+}
+
+// waitPast returns once the clock file times come from has passed t.
+// Before Linux 6.13 that is the coarse clock, which moves once a tick (up
+// to 10ms): a step writing a file in the tick the sync last set its ctime
+// in would leave the same ctime, and the write would be lost.
+func waitPast(t unix.Timespec) {
+	// Bounded, so that a clock set back cannot stall the build.
+	for range 100 {
+		var now unix.Timespec
+		if unix.ClockGettime(unix.CLOCK_REALTIME_COARSE, &now) != nil || after(now, t) {
+			return
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+func after(a, b unix.Timespec) bool {
+	return a.Sec > b.Sec || a.Sec == b.Sec && a.Nsec > b.Nsec
 }
 
 // unchangedSince is the unchanged test of a sync from the root back to a
