@@ -186,7 +186,7 @@ func (s *syncer) entry(rel string) error {
 		return s.dir(rel, &st)
 	}
 	typ := st.Mode & unix.S_IFMT
-	if exists && dt.Mode&unix.S_IFMT == typ && typ != unix.S_IFDIR && s.same(rel, &st, &dt) {
+	if exists && dt.Mode&unix.S_IFMT == typ && typ != unix.S_IFDIR && s.same(rel, &st, &dt) && s.linked(&st, &dt) {
 		if typ == unix.S_IFREG && st.Nlink > 1 {
 			if _, ok := s.links[st.Ino]; !ok {
 				s.links[st.Ino] = dp
@@ -269,6 +269,18 @@ func (s *syncer) prune(rel string) error {
 		}
 	}
 	return nil
+}
+
+// linked reports whether dst's entry, a later name of a source inode, is a
+// link to the first name's: the same link count alone can be links to
+// names elsewhere that go later in the sync.
+func (s *syncer) linked(st, dt *unix.Stat_t) bool {
+	first, ok := s.links[st.Ino]
+	if st.Mode&unix.S_IFMT != unix.S_IFREG || st.Nlink < 2 || !ok {
+		return true
+	}
+	var ft unix.Stat_t
+	return unix.Lstat(first, &ft) == nil && ft.Ino == dt.Ino && ft.Dev == dt.Dev
 }
 
 // hasContent reports whether the source directory rel, an ancestor of
