@@ -118,9 +118,9 @@ func (s *syncer) dir(rel string, st *unix.Stat_t) error {
 			continue
 		}
 		if s.prot.holds(child) {
-			// Kept for the protected paths in it, but the rest is not in
-			// the source (a FROM scratch stage has no /etc): left, an
-			// earlier snapshot's files would reach this step and its layer.
+			// Kept for the protected paths in it; the rest goes, or an
+			// earlier snapshot's files would reach this step and its
+			// layer (a FROM scratch stage has no /etc, which holds hosts).
 			if err := s.prune(child); err != nil {
 				return err
 			}
