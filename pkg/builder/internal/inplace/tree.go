@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -113,7 +114,16 @@ func (s *syncer) dir(rel string, st *unix.Stat_t) error {
 	}
 	for _, n := range dstNames {
 		child := join(rel, n)
-		if slices.Contains(srcNames, n) || s.prot.skip(child) || s.prot.holds(child) {
+		if slices.Contains(srcNames, n) || s.prot.skip(child) {
+			continue
+		}
+		if s.prot.holds(child) {
+			// Kept for the protected paths in it; the rest goes, or an
+			// earlier snapshot's files would reach this step and its
+			// layer (a FROM scratch stage has no /etc, which holds hosts).
+			if err := s.prune(child); err != nil {
+				return err
+			}
 			continue
 		}
 		if err := os.RemoveAll(filepath.Join(s.dst, child)); err != nil {
@@ -147,8 +157,22 @@ func (s *syncer) entry(rel string) error {
 	if s.prot.holds(rel) {
 		if st.Mode&unix.S_IFMT != unix.S_IFDIR {
 			// A snapshot's file where this container needs a directory
-			// (one holding a mount point): left as it is.
-			return nil
+			// (one holding a mount point): left as it is, bar what is
+			// not protected in it.
+			return s.prune(rel)
+		}
+		if exists && dt.Mode&unix.S_IFMT != unix.S_IFDIR {
+			// The snapshot's symlink or file, which the root kept as a
+			// directory: never synced through (a symlink leads out of the
+			// snapshot), and replaced only when the step put something
+			// beside the protected paths.
+			if !s.hasContent(rel) {
+				return nil
+			}
+			if err := os.Remove(dp); err != nil {
+				return err
+			}
+			exists = false
 		}
 		if !exists {
 			if !s.hasContent(rel) {
@@ -162,7 +186,7 @@ func (s *syncer) entry(rel string) error {
 		return s.dir(rel, &st)
 	}
 	typ := st.Mode & unix.S_IFMT
-	if exists && dt.Mode&unix.S_IFMT == typ && typ != unix.S_IFDIR && s.same(rel, &st, &dt) {
+	if exists && dt.Mode&unix.S_IFMT == typ && typ != unix.S_IFDIR && s.same(rel, &st, &dt) && s.linked(&st, &dt) {
 		if typ == unix.S_IFREG && st.Nlink > 1 {
 			if _, ok := s.links[st.Ino]; !ok {
 				s.links[st.Ino] = dp
@@ -216,6 +240,47 @@ func (s *syncer) entry(rel string) error {
 		}
 	}
 	return s.meta(rel, &st, true)
+}
+
+// prune removes from the destination directory rel, which the source
+// does not have as a directory, all but the protected paths it holds.
+func (s *syncer) prune(rel string) error {
+	var dt unix.Stat_t
+	if err := unix.Lstat(filepath.Join(s.dst, rel), &dt); err != nil || dt.Mode&unix.S_IFMT != unix.S_IFDIR {
+		return nil
+	}
+	names, err := readNames(filepath.Join(s.dst, rel))
+	if err != nil {
+		return err
+	}
+	for _, n := range names {
+		child := join(rel, n)
+		switch {
+		case s.prot.skip(child):
+		case s.prot.holds(child):
+			if err := s.prune(child); err != nil {
+				return err
+			}
+		default:
+			if err := os.RemoveAll(filepath.Join(s.dst, child)); err != nil {
+				return err
+			}
+			s.written++
+		}
+	}
+	return nil
+}
+
+// linked reports whether dst's entry, a later name of a source inode, is a
+// link to the first name's: the same link count alone can be links to
+// names elsewhere that go later in the sync.
+func (s *syncer) linked(st, dt *unix.Stat_t) bool {
+	first, ok := s.links[st.Ino]
+	if st.Mode&unix.S_IFMT != unix.S_IFREG || st.Nlink < 2 || !ok {
+		return true
+	}
+	var ft unix.Stat_t
+	return unix.Lstat(first, &ft) == nil && ft.Ino == dt.Ino && ft.Dev == dt.Dev
 }
 
 // hasContent reports whether the source directory rel, an ancestor of
@@ -291,6 +356,7 @@ func (s *syncer) meta(rel string, st *unix.Stat_t, fresh bool) error {
 // recordTree stamps every unprotected path under root.
 func recordTree(root string, prot *protected) (record, error) {
 	rec := record{}
+	var newest unix.Timespec
 	var walk func(rel string) error
 	walk = func(rel string) error {
 		names, err := readNames(filepath.Join(root, rel))
@@ -307,6 +373,9 @@ func recordTree(root string, prot *protected) (record, error) {
 				return err
 			}
 			rec[child] = stamp{st.Ino, st.Ctim}
+			if after(st.Ctim, newest) {
+				newest = st.Ctim
+			}
 			if st.Mode&unix.S_IFMT == unix.S_IFDIR {
 				if err := walk(child); err != nil {
 					return err
@@ -315,7 +384,30 @@ func recordTree(root string, prot *protected) (record, error) {
 		}
 		return nil
 	}
-	return rec, walk("")
+	if err := walk(""); err != nil {
+		return nil, err
+	}
+	waitPast(newest)
+	return rec, nil
+}
+
+// waitPast returns once the clock file times come from has passed t.
+// Before Linux 6.13 that is the coarse clock, which moves once a tick (up
+// to 10ms): a step writing a file in the tick the sync last set its ctime
+// in would leave the same ctime, and the write would be lost.
+func waitPast(t unix.Timespec) {
+	// Bounded, so that a clock set back cannot stall the build.
+	for range 100 {
+		var now unix.Timespec
+		if unix.ClockGettime(unix.CLOCK_REALTIME_COARSE, &now) != nil || after(now, t) {
+			return
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+func after(a, b unix.Timespec) bool {
+	return a.Sec > b.Sec || a.Sec == b.Sec && a.Nsec > b.Nsec
 }
 
 // unchangedSince is the unchanged test of a sync from the root back to a
