@@ -108,6 +108,9 @@ accepted with a warning.`,
 				return err
 			}
 			ko.warnIgnored(cmd, ro.log)
+			if err := tempDirFallback(bo.state); err != nil {
+				return err
+			}
 			contextDir, cleanup, err := ko.resolveContext(cmd.Context(), cmd.InOrStdin(), os.Getenv)
 			if err != nil {
 				return err
@@ -363,4 +366,24 @@ func (ko *kanikoOptions) resolveContext(ctx context.Context, stdin io.Reader, ge
 		return "", cleanup, fmt.Errorf("--context %w", err)
 	}
 	return dir, cleanup, nil
+}
+
+// tempDirFallback points TMPDIR into the state dir when the temp dir does
+// not exist: the release image (FROM scratch, like kaniko's) has no /tmp,
+// and git and tar contexts are unpacked there before the build starts.
+func tempDirFallback(state stateFlags) error {
+	if _, err := os.Stat(os.TempDir()); err == nil {
+		return nil
+	}
+	dir, err := state.dir()
+	if err != nil {
+		return err
+	}
+	// Not dir.Temp(): the build's start empties that of a crashed run's
+	// files, the context among them.
+	tmp := filepath.Join(dir.Path(), "context-tmp")
+	if err := os.MkdirAll(tmp, 0o700); err != nil {
+		return fmt.Errorf("no %s, and creating a temp dir in the state dir: %w", os.TempDir(), err)
+	}
+	return os.Setenv("TMPDIR", tmp)
 }
