@@ -107,6 +107,9 @@ func acquire(ctx context.Context, root string, opts LockOptions) (*Lock, error) 
 	if err := os.MkdirAll(root, 0o700); err != nil {
 		return nil, fmt.Errorf("creating state dir: %w", err)
 	}
+	if err := clearSetgid(root); err != nil {
+		return nil, err
+	}
 	path := filepath.Join(root, LockFile)
 	// The file is never removed: unlinking a lock file lets two processes
 	// lock different inodes under the same name.
@@ -240,6 +243,24 @@ func writeHolder(f *os.File) error {
 	}
 	if _, err := f.WriteAt(b, 0); err != nil {
 		return fmt.Errorf("writing lock holder: %w", err)
+	}
+	return nil
+}
+
+// clearSetgid drops the set-group-ID bit a state dir inherits in a
+// Kubernetes volume with fsGroup: directories made below it would inherit
+// it too, and a snapshot's new directories (COPY, WORKDIR) would carry it
+// into the image.
+func clearSetgid(root string) error {
+	fi, err := os.Stat(root)
+	if err != nil {
+		return err
+	}
+	if fi.Mode()&os.ModeSetgid == 0 {
+		return nil
+	}
+	if err := os.Chmod(root, fi.Mode().Perm()|fi.Mode()&os.ModeSticky); err != nil {
+		return fmt.Errorf("clearing the set-group-ID bit of state dir %s: %w", root, err)
 	}
 	return nil
 }

@@ -196,3 +196,31 @@ func TestHolderString(t *testing.T) {
 		}
 	}
 }
+
+// TestAcquireClearsSetgid: a state dir made in an fsGroup volume (a
+// set-group-ID parent) does not pass the bit on to what is made in it.
+func TestAcquireClearsSetgid(t *testing.T) {
+	parent := t.TempDir()
+	if err := os.Chmod(parent, 0o2775); err != nil {
+		t.Fatal(err)
+	}
+	root := filepath.Join(parent, "state")
+	l, err := acquire(t.Context(), root, LockOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Release()
+	sub := filepath.Join(root, "sub")
+	if err := os.Mkdir(sub, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range []string{root, sub} {
+		fi, err := os.Stat(d)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if fi.Mode()&os.ModeSetgid != 0 {
+			t.Errorf("%s is set-group-ID: %v", d, fi.Mode())
+		}
+	}
+}

@@ -1,13 +1,21 @@
 package cmd
 
 import (
+	"archive/tar"
+	"bytes"
 	"errors"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 
+	"github.com/google/go-cmp/cmp"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/empty"
+	"github.com/google/go-containerregistry/pkg/v1/mutate"
+	"github.com/google/go-containerregistry/pkg/v1/tarball"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
 	"github.com/imgbuild/imgbuild/internal/testutil"
@@ -186,5 +194,124 @@ RUN for f in /proc/[0-9]*/environ /proc/[0-9]*/cmdline; do cat "$f" 2>/dev/null;
 		}); err != nil {
 			t.Fatal(err)
 		}
+	}
+}
+
+// rootOwnedBase is the test busybox with every file given to root: all a
+// single-ID user namespace can unpack.
+func rootOwnedBase(t *testing.T, e e2e) string {
+	t.Helper()
+	base, err := testutil.BusyboxImage()
+	if err != nil {
+		t.Fatal(err)
+	}
+	flat := mutate.Extract(base)
+	defer flat.Close()
+	var buf bytes.Buffer
+	tr, tw := tar.NewReader(flat), tar.NewWriter(&buf)
+	for {
+		h, err := tr.Next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		h.Uid, h.Gid, h.Uname, h.Gname = 0, 0, "", ""
+		if err := tw.WriteHeader(h); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := io.Copy(tw, tr); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := tw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	layer, err := tarball.LayerFromReader(bytes.NewReader(buf.Bytes()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := base.ConfigFile()
+	if err != nil {
+		t.Fatal(err)
+	}
+	img, err := mutate.ConfigFile(empty.Image, &v1.ConfigFile{Architecture: cfg.Architecture, OS: cfg.OS, Config: cfg.Config})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if img, err = mutate.AppendLayers(img, layer); err != nil {
+		t.Fatal(err)
+	}
+	ref := e.registry + "/base/root-owned:latest"
+	if err := testutil.Push(t.Context(), ref, img); err != nil {
+		t.Fatal(err)
+	}
+	return ref
+}
+
+// TestRootlessPodWithoutUserNamespaces is BuildKit's rootless pod (pod (c)
+// of issue 12): uid 1000, no capabilities, seccomp Unconfined, a masked
+// /proc, no user namespace of the pod's own: job-rootless.yaml without
+// hostUsers and procMount. imgbuild takes the runc-no-sandbox rung. The
+// release image has no newuidmap, so only uid 1000 maps into imgbuild's user
+// namespace: a Dockerfile on a base whose files are all root's builds and
+// matches a host build; testdata/pods (files of uid 1000, chown, USER app)
+// fails naming the fix.
+func TestRootlessPodWithoutUserNamespaces(t *testing.T) {
+	e := setup(t)
+	img := releaseImage(t, e)
+	cfg, err := img.ConfigFile()
+	if err != nil {
+		t.Fatal(err)
+	}
+	base := rootOwnedBase(t, e)
+	const df = `ARG BASE
+FROM ${BASE} AS tools
+RUN echo built > /t.txt && test -r /proc/self/status && echo zero > /dev/null
+RUN --mount=type=cache,target=/cache echo run >> /cache/runs && cp /cache/runs /runs.txt
+RUN --mount=type=secret,id=pod-token,required=true wc -c < /run/secrets/pod-token > /secret-bytes.txt
+FROM ${BASE}
+COPY --from=tools /t.txt /runs.txt /secret-bytes.txt /out/
+RUN echo final > /final.txt && chmod 0640 /final.txt
+`
+	ctxDir := writeContext(t, map[string]string{"Dockerfile": df})
+	hostRef := e.registry + "/rootless-pod/host:v1"
+	r := imgbuildEnv(t, []string{"POD_TOKEN=x1"}, "", "build", "--root", t.TempDir(), "--runc", e.runc, "--progress", "plain",
+		"--build-arg", "BASE="+base, "--secret", "id=pod-token,env=POD_TOKEN", "--tag", hostRef, "--push", ctxDir)
+	if r.code != 0 {
+		t.Fatalf("host build: %s", r.stderr)
+	}
+	want := fileEntries(t, pull(t, hostRef))
+
+	pod := func(prefix, baseRef, ctx string) (*simPod, string) {
+		p := derivePod(t, "job-rootless.yaml", simImageOf(cfg.Config), noRegistryAuth, withoutUserNamespace(),
+			withRegistry(prefix), withArgs("--build-arg=BASE="+baseRef, "--secret=id=pod-token,env=POD_TOKEN"), withEnv("POD_TOKEN=x1"))
+		ws, ok := p.volumes["workspace"]
+		testutil.Require(t, ok, "job-rootless.yaml has no workspace volume")
+		if err := p.copyDir(ctx, ws); err != nil {
+			t.Fatal(err)
+		}
+		return p, prefix + "/app:latest"
+	}
+	p, ref := pod(e.registry+"/rootless-pod/ok", base, ctxDir)
+	out, err := p.run(t, e.runc, img)
+	if err != nil {
+		t.Fatalf("build in the rootless pod: %v", err)
+	}
+	if !strings.Contains(out, "executor runc-no-sandbox (not root; mount(proc)") {
+		t.Errorf("the pod did not say it runs runc-no-sandbox because of a masked /proc:\n%s", out)
+	}
+	if diff := cmp.Diff(want, fileEntries(t, pull(t, ref))); diff != "" {
+		t.Errorf("the pod's image differs from the host's (-host +pod):\n%s", diff)
+	}
+
+	p, _ = pod(e.registry+"/rootless-pod/uids", e.base, filepath.Join(e.repo, "testdata", "pods"))
+	out, err = p.run(t, e.runc, img)
+	if err == nil {
+		t.Fatal("testdata/pods built with a single uid mapped")
+	}
+	if !strings.Contains(out, "newuidmap/newgidmap not found") || !strings.Contains(out, "subordinate IDs") {
+		t.Errorf("the failure does not say that only one uid maps and what fixes it:\n%s", out)
 	}
 }
