@@ -190,6 +190,16 @@ func (bo *buildOptions) plan(contextDir string, stdin io.Reader, getenv func(str
 		}
 		p.req.BuildArgs[k] = v
 	}
+	// buildx reads SOURCE_DATE_EPOCH from the environment; a --build-arg
+	// of it wins.
+	if _, set := p.req.BuildArgs["SOURCE_DATE_EPOCH"]; !set {
+		if v, ok := getenv("SOURCE_DATE_EPOCH"); ok && v != "" {
+			if _, err := strconv.ParseInt(v, 10, 64); err != nil {
+				return nil, fmt.Errorf("SOURCE_DATE_EPOCH=%q in the environment: want a Unix time in seconds", v)
+			}
+			p.req.BuildArgs["SOURCE_DATE_EPOCH"] = v
+		}
+	}
 	for _, l := range bo.labels {
 		k, v, ok := strings.Cut(l, "=")
 		if !ok || k == "" {

@@ -13,6 +13,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
@@ -511,5 +512,32 @@ COPY --from=dev /dev-b /dev-c /out/
 				t.Errorf("%s: %s is type %q %d:%d, want type %q %d:%d", ref, h.Name, h.Typeflag, h.Devmajor, h.Devminor, w.typ, w.major, w.minor)
 			}
 		}
+	}
+}
+
+// TestBuildSourceDateEpochFromEnv: SOURCE_DATE_EPOCH in the environment
+// sets the image's times as buildx does, and a bad one fails before the
+// build, naming it.
+func TestBuildSourceDateEpochFromEnv(t *testing.T) {
+	t.Parallel()
+	e := setup(t)
+	ctxDir := writeContext(t, map[string]string{"Dockerfile": "ARG BASE\nFROM ${BASE}\nRUN echo x > /x\n"})
+	ref := e.registry + "/sde/env:v1"
+	r := imgbuildEnv(t, []string{"SOURCE_DATE_EPOCH=1700000000"}, "", "build", "--root", t.TempDir(), "--runc", e.runc,
+		"--progress", "quiet", "--build-arg", "BASE="+e.base, "-t", ref, "--push", ctxDir)
+	if r.code != 0 {
+		t.Fatal(r.stderr)
+	}
+	cfg, err := pull(t, ref).ConfigFile()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := time.Unix(1700000000, 0).UTC(); !cfg.Created.Time.Equal(want) {
+		t.Errorf("created = %v, want %v", cfg.Created.Time, want)
+	}
+	r = imgbuildEnv(t, []string{"SOURCE_DATE_EPOCH=yesterday"}, "", "build", "--root", t.TempDir(), "--runc", e.runc,
+		"--progress", "quiet", "--build-arg", "BASE="+e.base, ctxDir)
+	if r.code == 0 || !strings.Contains(r.stderr, `SOURCE_DATE_EPOCH="yesterday" in the environment`) {
+		t.Errorf("bad SOURCE_DATE_EPOCH: exit %d, %s", r.code, r.stderr)
 	}
 }
