@@ -434,7 +434,10 @@ func runBuild(cmd *cobra.Command, ro *rootOptions, bo *buildOptions, contextDir 
 	if err != nil {
 		return err
 	}
-	regOpts.Progress = cmd.ErrOrStderr()
+	// Push lines are plain text: quiet is quiet, and rawjson is only JSON.
+	if p.req.Progress != "quiet" && p.req.Progress != "rawjson" {
+		regOpts.Progress = cmd.ErrOrStderr()
+	}
 	bopts := []builder.Option{
 		builder.WithRunc(bo.state.runc),
 		builder.WithAllowInsecureRunc(bo.allowInsecureRunc),

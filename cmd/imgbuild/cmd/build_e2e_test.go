@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/name"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/types"
 
@@ -539,5 +540,40 @@ func TestBuildSourceDateEpochFromEnv(t *testing.T) {
 		"--progress", "quiet", "--build-arg", "BASE="+e.base, ctxDir)
 	if r.code == 0 || !strings.Contains(r.stderr, `SOURCE_DATE_EPOCH="yesterday" in the environment`) {
 		t.Errorf("bad SOURCE_DATE_EPOCH: exit %d, %s", r.code, r.stderr)
+	}
+}
+
+// TestBuildQuietAndRawJSONPush: with --push, quiet prints nothing but the
+// digest, and rawjson's standard error is JSON, line by line.
+func TestBuildQuietAndRawJSONPush(t *testing.T) {
+	t.Parallel()
+	e := setup(t)
+	ctxDir := writeContext(t, map[string]string{"Dockerfile": "ARG BASE\nFROM ${BASE}\nRUN echo q > /q\n"})
+	r := imgbuild(t, "", "build", "--root", t.TempDir(), "--runc", e.runc, "--progress", "quiet",
+		"--build-arg", "BASE="+e.base, "-t", e.registry+"/quiet/push:v1", "--push", ctxDir)
+	if r.code != 0 {
+		t.Fatal(r.stderr)
+	}
+	if r.stderr != "" {
+		t.Errorf("--progress quiet printed on standard error:\n%s", r.stderr)
+	}
+	if _, err := v1.NewHash(strings.TrimSpace(r.stdout)); err != nil {
+		t.Errorf("standard output %q is not a digest", r.stdout)
+	}
+	r = imgbuild(t, "", "build", "--root", t.TempDir(), "--runc", e.runc, "--progress", "rawjson",
+		"--build-arg", "BASE="+e.base, "-t", e.registry+"/quiet/rawjson:v1", "--push", ctxDir)
+	if r.code != 0 {
+		t.Fatal(r.stderr)
+	}
+	lines := 0
+	for _, l := range strings.Split(strings.TrimSpace(r.stderr), "\n") {
+		var v map[string]any
+		if err := json.Unmarshal([]byte(l), &v); err != nil {
+			t.Errorf("rawjson line is not JSON: %q", l)
+		}
+		lines++
+	}
+	if lines < 3 {
+		t.Errorf("rawjson printed %d lines", lines)
 	}
 }
