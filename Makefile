@@ -60,9 +60,10 @@ fuzz: buildkit-src ## Fuzz the flag parsers, FUZZTIME (default 10s) per target (
 	FUZZTIME=$(FUZZTIME) GO=$(GO) hack/fuzz.sh
 
 # Not part of test: it takes tens of minutes and its figures depend on the
-# machine. BENCH_RUNS=1 BENCH_WORKLOADS=small make bench is the quick mode.
+# machine. BENCH_RUNS=1 BENCH_WORKLOADS=small make bench is the quick mode;
+# BENCH_ANCHORS=kaniko runs only the kaniko comparison in simulated pods.
 .PHONY: bench
-bench: build runc ## Benchmark imgbuild against buildkitd+buildctl and buildah (hack/bench)
+bench: build runc ## Benchmark imgbuild against buildkitd+buildctl, buildah and kaniko (hack/bench)
 	hack/bench/bench.sh
 
 .PHONY: lint

@@ -8,6 +8,11 @@
 #   BENCH_RUNS       runs per cell; each figure is the median (default 3)
 #   BENCH_WORKLOADS  subset of "small multistage files20k big300 debian"
 #   BENCH_TOOLS      subset of "imgbuild bk-daemonless bk-daemon buildah"
+#   BENCH_ANCHORS    subset of "host kaniko" (default both): host runs the
+#                    tools above on the host; kaniko runs imgbuild's release
+#                    image and kaniko v1.24.0 in simulated default pods
+#                    (hack/k8s/job-default-pod.yaml), on BENCH_WORKLOADS but
+#                    debian (see pod_workloads)
 #   BENCH_DIR        scratch dir (default: a new dir under /var/tmp, removed at the end)
 #   BENCH_RESULTS    where raw.tsv and report.md go (default bin/bench/results)
 #
@@ -121,7 +126,11 @@ fi
 
 RUNS="${BENCH_RUNS:-3}"
 WORKLOADS="${BENCH_WORKLOADS:-small multistage files20k big300 debian}"
+WORKLOADS="${WORKLOADS//,/ }"
 TOOLS="${BENCH_TOOLS:-imgbuild bk-daemonless bk-daemon buildah}"
+TOOLS="${TOOLS//,/ }"
+ANCHORS="${BENCH_ANCHORS:-host kaniko}"
+ANCHORS="${ANCHORS//,/ }"
 RESULTS="${BENCH_RESULTS:-${BB}/results}"
 
 for bin in "${PROJECT_ROOT}/bin/imgbuild" "${PROJECT_ROOT}/bin/runc"; do
@@ -275,7 +284,9 @@ run_measured() { # WL SCENARIO TOOL RUN CTX REF [__conc]
 		"$(awk -v b="$((after - before))" 'BEGIN { print b / 1e6 }')" "$([[ "${code}" == 0 ]] || echo " FAILED (exit ${code}, ${log})")" >&2
 }
 
-for wl in ${WORKLOADS}; do
+host_workloads=""
+[[ " ${ANCHORS} " == *" host "* ]] && host_workloads="${WORKLOADS}"
+for wl in ${host_workloads}; do
 	ctx="${WL}/${wl}"
 	file="$(changed_file "${wl}")"
 	cp "${ctx}/${file}" "${BENCH_DIR}/${wl}.orig"
@@ -321,15 +332,122 @@ for wl in ${WORKLOADS}; do
 	cp "${BENCH_DIR}/${wl}.orig" "${ctx}/${file}"
 done
 
+# --- kaniko, in the default pod ---------------------------------------------
+#
+# Each cell is a fresh pod (a new runc bundle from job-default-pod.yaml: uid
+# 0, containerd's default capabilities, Docker's default seccomp profile,
+# masked /proc, emptyDir volumes) with an empty state, made untimed; the
+# timed region is `runc run` to the pod's end. Both builders get the same
+# kaniko command line. pod-cold: no cache; pod-fill: --cache=true into an
+# empty cache repository; pod-cached: a new pod, the same cache and
+# destination, the Dockerfile unchanged.
+
+# pod_workloads: the debian workload's apt-get needs DNS, and the simulated
+# pod's resolv.conf names the cluster DNS (10.96.0.10), which is not here.
+pod_workloads() {
+	local w out=""
+	for w in ${WORKLOADS}; do
+		[[ "${w}" == debian ]] || out="${out} ${w}"
+	done
+	echo "${out}"
+}
+
+# make_pod TOOL BUNDLE CTX REF [CACHE_REPO]: the pod's bundle, untimed.
+make_pod() {
+	local tool="$1" bundle="$2" ctx="$3" ref="$4" cache="${5:-}"
+	local argv=(/kaniko/executor --context=dir:///workspace --dockerfile=Dockerfile "--destination=${ref}"
+		--insecure --insecure-pull --force)
+	[[ -z "${cache}" ]] || argv+=(--cache=true "--cache-repo=${cache}")
+	local src=()
+	case "${tool}" in
+	imgbuild) src=(--layout "${BENCH_DIR}/release-layout") ;;
+	# kaniko's deploy/Dockerfile, kaniko-executor stage.
+	kaniko) src=(--rootfs "${BENCH_DIR}/kaniko-root" --workdir /workspace
+		--env HOME=/root --env USER=root --env PATH=/usr/local/bin:/kaniko --env SSL_CERT_DIR=/kaniko/ssl/certs
+		--env DOCKER_CONFIG=/kaniko/.docker/ --env DOCKER_CREDENTIAL_GCR_CONFIG=/kaniko/.config/gcloud/docker_credential_gcr_config.json) ;;
+	esac
+	"${BB}/benchtool" pod create --manifest "${PROJECT_ROOT}/hack/k8s/job-default-pod.yaml" --dir "${bundle}" "${src[@]}" \
+		--secret 'registry-credentials/.dockerconfigjson={"auths":{}}' --workspace "${ctx}" -- "${argv[@]}"
+}
+
+run_pod_measured() { # WL SCENARIO TOOL RUN BUNDLE
+	local wl="$1" sc="$2" tool="$3" run="$4" bundle="$5"
+	local log="${RESULTS}/logs/${wl}-${sc}-${tool}-r${run}.log" before after res
+	sync
+	before="$(uploaded)"
+	res="${BENCH_DIR}/res"
+	rm -f "${res}"
+	"${BB}/benchtool" measure --out "${res}" -- "${BB}/benchtool" pod run --runc "${BENCH_BIN}/runc" "${bundle}" >"${log}" 2>&1 || true
+	after="$(uploaded)"
+	read -r wall rss code <"${res}" || { wall=0 rss=0 code=255; }
+	printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "${wl}" "${sc}" "${tool}" "${run}" "${wall}" "${rss}" "$((after - before))" "${code}" >>"${raw}"
+	printf 'bench: %-10s %-10s %-9s run %s: %6.2fs %5d MiB %8.1f MB up%s\n' "${wl}" "${sc}" "${tool}" "${run}" "${wall}" "$((rss / 1024))" \
+		"$(awk -v b="$((after - before))" 'BEGIN { print b / 1e6 }')" "$([[ "${code}" == 0 ]] || echo " FAILED (exit ${code}, ${log})")" >&2
+}
+
+if [[ " ${ANCHORS} " == *" kaniko "* ]]; then
+	echo "bench: the release image and a kaniko root for the pods" >&2
+	# The release image as TestImageInPods builds it: the repo's Dockerfile
+	# over bin/imgbuild (this run's copy), bin/runc and the CA bundle.
+	rel="${BENCH_DIR}/release-ctx"
+	mkdir -p "${rel}/bin" "${rel}/hack"
+	cp "${PROJECT_ROOT}/Dockerfile" "${PROJECT_ROOT}/.dockerignore" "${rel}/"
+	cp "${BENCH_BIN}/imgbuild" "${BENCH_BIN}/runc" "${PROJECT_ROOT}/bin/ca-certificates.crt" "${rel}/bin/"
+	cp -a "${PROJECT_ROOT}/hack/image" "${rel}/hack/"
+	imgbuild build --root "${BENCH_DIR}/release-root" --progress quiet \
+		-o "type=oci,tar=false,dest=${BENCH_DIR}/release-layout" "${rel}" >/dev/null
+	wipe "${BENCH_DIR}/release-root"
+	# kaniko's deploy/Dockerfile (kaniko-executor stage) without the cloud
+	# credential helpers, which a push to a plain registry does not run.
+	kr="${BENCH_DIR}/kaniko-root"
+	mkdir -p "${kr}/kaniko/ssl/certs" "${kr}/kaniko/.docker" "${kr}/etc" "${kr}/workspace"
+	chmod 0777 "${kr}/kaniko"
+	cp "${BB}/kaniko-executor" "${kr}/kaniko/executor"
+	cp "${PROJECT_ROOT}/bin/ca-certificates.crt" "${kr}/kaniko/ssl/certs/ca-certificates.crt"
+	kdir="$(GOWORK=off go mod download -json "github.com/GoogleContainerTools/kaniko@${KANIKO_VERSION:-v1.24.0}" | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p')"
+	cp "${kdir}/files/nsswitch.conf" "${kr}/etc/nsswitch.conf"
+	chmod 0644 "${kr}/etc/nsswitch.conf"
+fi
+pod_wls=""
+[[ " ${ANCHORS} " == *" kaniko "* ]] && pod_wls="$(pod_workloads)"
+for wl in ${pod_wls}; do
+	ctx="${WL}/${wl}"
+	for run in $(seq 1 "${RUNS}"); do
+		pods="${BENCH_DIR}/pods/${wl}-r${run}"
+		mkdir -p "${pods}"
+		for sc in pod-cold pod-fill pod-cached; do
+			for tool in imgbuild kaniko; do
+				ref="${REG}/bench/pod-${wl}-${tool}-r${run}:latest"
+				cache=""
+				case "${sc}" in
+				pod-fill | pod-cached)
+					ref="${REG}/bench/podc-${wl}-${tool}-r${run}:latest"
+					cache="${REG}/cache/${wl}-${tool}-r${run}"
+					;;
+				esac
+				make_pod "${tool}" "${pods}/${sc}-${tool}" "${ctx}" "${ref}" "${cache}"
+				run_pod_measured "${wl}" "${sc}" "${tool}" "${run}" "${pods}/${sc}-${tool}"
+				wipe "${pods}/${sc}-${tool}"
+			done
+		done
+		wipe "${pods}"
+	done
+done
+
 {
 	echo "## Results $(date -u +%Y-%m-%d)"
 	echo
 	echo "- machine: $(nproc) cores ($(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1)), $(awk '/MemTotal/ { printf "%.0f GiB", $2 / 1048576 }' /proc/meminfo), $(. /etc/os-release && echo "${PRETTY_NAME}"), kernel $(uname -r), cgroup $(stat -fc %T /sys/fs/cgroup | sed 's/tmpfs/v1/; s/cgroup2fs/v2/')"
 	echo "- imgbuild $(git -C "${PROJECT_ROOT}" describe --always --dirty) (binary sha256 $(sha256sum "${BENCH_BIN}/imgbuild" | cut -c1-12)), snapshotter auto (overlayfs here); runc: $(runc --version | head -1)"
-	echo "- $(buildkitd --version | cut -d' ' -f2-) (buildkitd and buildctl built from the module proxy), oci worker, overlayfs snapshotter, same runc"
-	echo "- $(buildah --version) (Debian), --storage-driver overlay, --isolation chroot, --layers"
+	if [[ " ${ANCHORS} " == *" host "* ]]; then
+		echo "- $(buildkitd --version | cut -d' ' -f2-) (buildkitd and buildctl built from the module proxy), oci worker, overlayfs snapshotter, same runc"
+		echo "- $(buildah --version) (Debian), --storage-driver overlay, --isolation chroot, --layers"
+	fi
 	echo "- crane $(crane version) (push throughput only); registry: Debian docker-registry $(dpkg-query -W -f '${Version}' docker-registry) on loopback behind a byte-counting proxy"
-	echo "- runs per cell: ${RUNS}; workloads: ${WORKLOADS}"
+	if [[ " ${ANCHORS} " == *" kaniko "* ]]; then
+		echo "- kaniko $("${BB}/kaniko-executor" version 2>/dev/null | head -1) (executor built from the module proxy) and imgbuild's release image, each in a fresh simulated pod of hack/k8s/job-default-pod.yaml (runc, Docker's default seccomp); pod workloads:$(pod_workloads)"
+	fi
+	echo "- runs per cell: ${RUNS}; workloads: ${WORKLOADS}; anchors: ${ANCHORS}"
 	echo
 	"${BB}/benchtool" report "${raw}"
 } | tee "${RESULTS}/report.md"

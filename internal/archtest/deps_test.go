@@ -22,16 +22,19 @@ var rules = []struct {
 }{
 	// BuildKit, and what only BuildKit's wiring needs, stay behind pkg/builder.
 	{"github.com/moby/buildkit", []string{module + "/pkg/builder"}},
-	{"github.com/containerd/containerd", []string{module + "/pkg/builder"}},
+	{"github.com/containerd/containerd", []string{module + "/pkg/builder", module + "/internal/podsim"}},
 	// containerd's archive code, which refuses entries escaping the
 	// directory, also unpacks kaniko's tar contexts.
 	{"github.com/containerd/containerd/v2/pkg/archive", []string{module + "/pkg/builder", module + "/pkg/kaniko"}},
 	// The CLI framework stays in the CLI.
 	{"github.com/spf13/cobra", []string{module + "/cmd/"}},
 	{"github.com/spf13/pflag", []string{module + "/cmd/"}},
-	// Kubernetes' API modules are for the tests of hack/k8s's manifests.
-	{"k8s.io/", []string{module + "/internal/k8stest"}},
-	{"sigs.k8s.io/", []string{module + "/internal/k8stest"}},
+	// Kubernetes' API modules are for the tests of hack/k8s's manifests
+	// and the pod simulator (containerd's spec generation too), which the
+	// e2e tests and the benchmark run; TestBinaryHasNoKubernetesModules
+	// keeps both out of the binary.
+	{"k8s.io/", []string{module + "/internal/k8stest", module + "/internal/podsim"}},
+	{"sigs.k8s.io/", []string{module + "/internal/k8stest", module + "/internal/podsim"}},
 	// Libraries never reach up into the CLI.
 	{module + "/cmd/", []string{module + "/cmd/"}},
 }

@@ -1,7 +1,7 @@
 // Package k8stest reads the Kubernetes Jobs in hack/k8s for the tests that
-// check them (the Pod Security test in hack/k8s, the pod simulator in
-// cmd/imgbuild/cmd). Only tests import it, which keeps k8s.io modules out of
-// the imgbuild binary.
+// check them (the Pod Security test in hack/k8s) and for the pod simulator
+// (internal/podsim), which the e2e tests and the benchmark run. Only those
+// import it, which keeps k8s.io modules out of the imgbuild binary.
 package k8stest
 
 import (

@@ -19,12 +19,13 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
 
 	"github.com/imgbuild/imgbuild/internal/k8stest"
+	"github.com/imgbuild/imgbuild/internal/podsim"
 	"github.com/imgbuild/imgbuild/internal/testutil"
 )
 
 // noRegistryAuth is the docker config the simulated pods' registry
 // Secret holds: the test registry takes anonymous pushes.
-var noRegistryAuth = withSecret("registry-credentials", map[string]string{".dockerconfigjson": `{"auths":{}}`})
+var noRegistryAuth = podsim.WithSecret("registry-credentials", map[string]string{".dockerconfigjson": `{"auths":{}}`})
 
 // TestImageRunsAsPod builds imgbuild's own image with imgbuild, then runs
 // it as hack/k8s/job-userns.yaml's pod (hostUsers: false: uid 0 inside is
@@ -40,15 +41,15 @@ func TestImageRunsAsPod(t *testing.T) {
 		t.Fatal(err)
 	}
 	ref := e.registry + "/e2e/from-pod:v1"
-	p := derivePod(t, "job-userns.yaml", simImageOf(cfg.Config), noRegistryAuth,
-		withCommand("/kaniko/executor", "--context", "dir:///workspace", "--destination", ref, "--build-arg", "BASE="+e.base))
-	if err := p.writeFile(filepath.Join(p.volumes["workspace"], "Dockerfile"), `ARG BASE
+	p := derivePod(t, "job-userns.yaml", podsim.ImageOf(cfg.Config), noRegistryAuth,
+		podsim.WithCommand("/kaniko/executor", "--context", "dir:///workspace", "--destination", ref, "--build-arg", "BASE="+e.base))
+	if err := p.WriteFile(filepath.Join(p.Volumes["workspace"], "Dockerfile"), `ARG BASE
 FROM ${BASE}
 RUN echo "built in a pod" > /pod.txt && chown 1000:1000 /pod.txt
 `, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := p.run(t, e.runc, img); err != nil {
+	if _, err := runPod(t, p, e.runc, img); err != nil {
 		t.Fatalf("the pod's build failed: %v", err)
 	}
 	pushed := pull(t, ref)
@@ -91,11 +92,11 @@ func TestImageInPods(t *testing.T) {
 	for _, tc := range []struct {
 		name     string
 		manifest string
-		opts     []podOption
+		opts     []podsim.Option
 		rung     string // the executor rung imgbuild should pick there
 	}{
 		{"a-default-pod", "job-default-pod.yaml", nil, "inplace"},
-		{"b-default-pod-unconfined", "job-default-pod.yaml", []podOption{seccompUnconfined()}, "runc-no-sandbox"},
+		{"b-default-pod-unconfined", "job-default-pod.yaml", []podsim.Option{podsim.SeccompUnconfined()}, "runc-no-sandbox"},
 		{"d-userns", "job-userns.yaml", nil, "runc"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -111,16 +112,16 @@ func TestImageInPods(t *testing.T) {
 				}
 			}
 			prefix := e.registry + "/in-pods/" + tc.name
-			opts := append([]podOption{noRegistryAuth, withRegistry(prefix),
-				withArgs("--build-arg=BASE="+e.base, "--secret=id=pod-token,env=POD_TOKEN"),
-				withEnv("POD_TOKEN=" + token)}, tc.opts...)
-			p := derivePod(t, tc.manifest, simImageOf(cfg.Config), opts...)
-			ws, ok := p.volumes["workspace"]
+			opts := append([]podsim.Option{noRegistryAuth, podsim.WithRegistry(prefix),
+				podsim.WithArgs("--build-arg=BASE="+e.base, "--secret=id=pod-token,env=POD_TOKEN"),
+				podsim.WithEnv("POD_TOKEN=" + token)}, tc.opts...)
+			p := derivePod(t, tc.manifest, podsim.ImageOf(cfg.Config), opts...)
+			ws, ok := p.Volumes["workspace"]
 			testutil.Require(t, ok, "%s has no workspace volume", tc.manifest)
-			if err := p.copyDir(ctxDir, ws); err != nil {
+			if err := p.CopyDir(ctxDir, ws); err != nil {
 				t.Fatal(err)
 			}
-			out, err := p.run(t, e.runc, img)
+			out, err := runPod(t, p, e.runc, img)
 			if err != nil {
 				t.Fatalf("the build in %s's pod failed: %v", tc.manifest, err)
 			}
@@ -141,21 +142,6 @@ func TestImageInPods(t *testing.T) {
 			}
 		})
 	}
-}
-
-// copyDir copies the regular files of src into dst, owned by the pod's root.
-func (p *simPod) copyDir(src, dst string) error {
-	return filepath.WalkDir(src, func(path string, d os.DirEntry, err error) error {
-		if err != nil || d.IsDir() {
-			return err
-		}
-		b, err := os.ReadFile(path)
-		if err != nil {
-			return err
-		}
-		rel, _ := filepath.Rel(src, path)
-		return p.writeFile(filepath.Join(dst, rel), string(b), 0o644)
-	})
 }
 
 var (
@@ -248,16 +234,5 @@ func mustCopy(t *testing.T, src, dst string, mode os.FileMode) {
 	os.MkdirAll(filepath.Dir(dst), 0o755)
 	if err := os.WriteFile(dst, b, mode); err != nil {
 		t.Fatal(err)
-	}
-}
-
-// untarReader unpacks a flattened image filesystem, links included.
-func untarReader(t *testing.T, rc io.ReadCloser, dst string) {
-	t.Helper()
-	defer rc.Close()
-	cmd := exec.Command("tar", "-x", "-C", dst)
-	cmd.Stdin = rc
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("tar: %v %s", err, out)
 	}
 }

@@ -18,6 +18,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
+	"github.com/imgbuild/imgbuild/internal/podsim"
 	"github.com/imgbuild/imgbuild/internal/testutil"
 )
 
@@ -27,28 +28,28 @@ var mountSyscalls = []string{"mount", "umount", "umount2", "fsopen", "fsconfig",
 // killOnMount makes the pod's seccomp profile kill the process that calls
 // any of mountSyscalls: a build that attempts one dies, whatever it would
 // have done with the EPERM the default profile returns.
-func killOnMount(t *testing.T, p *simPod) {
+func killOnMount(t *testing.T, p *podsim.Pod) {
 	t.Helper()
-	sc := p.spec.Linux.Seccomp
-	testutil.Require(t, sc != nil, "%s's pod has no seccomp profile", p.manifest)
+	sc := p.Spec.Linux.Seccomp
+	testutil.Require(t, sc != nil, "%s's pod has no seccomp profile", p.Manifest)
 	sc.Syscalls = append(sc.Syscalls, specs.LinuxSyscall{Names: mountSyscalls, Action: specs.ActKillProcess})
 }
 
 // inPlacePod is job-default-pod.yaml's pod (the in-place rung) building
 // dockerfile, pushed to prefix/app:latest, with extra podOptions.
-func inPlacePod(t *testing.T, e e2e, prefix, dockerfile string, opts ...podOption) (*simPod, string) {
+func inPlacePod(t *testing.T, e e2e, prefix, dockerfile string, opts ...podsim.Option) (*podsim.Pod, string) {
 	t.Helper()
 	img := releaseImage(t, e)
 	cfg, err := img.ConfigFile()
 	if err != nil {
 		t.Fatal(err)
 	}
-	opts = append([]podOption{noRegistryAuth, withRegistry(prefix), withArgs("--build-arg=BASE=" + e.base)}, opts...)
-	p := derivePod(t, "job-default-pod.yaml", simImageOf(cfg.Config), opts...)
+	opts = append([]podsim.Option{noRegistryAuth, podsim.WithRegistry(prefix), podsim.WithArgs("--build-arg=BASE=" + e.base)}, opts...)
+	p := derivePod(t, "job-default-pod.yaml", podsim.ImageOf(cfg.Config), opts...)
 	if dockerfile != "" {
-		ws, ok := p.volumes["workspace"]
+		ws, ok := p.Volumes["workspace"]
 		testutil.Require(t, ok, "job-default-pod.yaml has no workspace volume")
-		if err := p.writeFile(filepath.Join(ws, "Dockerfile"), dockerfile, 0o644); err != nil {
+		if err := p.WriteFile(filepath.Join(ws, "Dockerfile"), dockerfile, 0o644); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -60,13 +61,13 @@ func inPlacePod(t *testing.T, e e2e, prefix, dockerfile string, opts ...podOptio
 // in-place rung attempts none, from the first pull to the push.
 func TestInPlaceNoMount(t *testing.T) {
 	e := setup(t)
-	p, ref := inPlacePod(t, e, e.registry+"/inplace/nomount", "", withArgs("--secret=id=pod-token,env=POD_TOKEN"), withEnv("POD_TOKEN=x"))
+	p, ref := inPlacePod(t, e, e.registry+"/inplace/nomount", "", podsim.WithArgs("--secret=id=pod-token,env=POD_TOKEN"), podsim.WithEnv("POD_TOKEN=x"))
 	ctxDir := filepath.Join(e.repo, "testdata", "pods")
-	if err := p.copyDir(ctxDir, p.volumes["workspace"]); err != nil {
+	if err := p.CopyDir(ctxDir, p.Volumes["workspace"]); err != nil {
 		t.Fatal(err)
 	}
 	killOnMount(t, p)
-	out, err := p.run(t, e.runc, releaseImage(t, e))
+	out, err := runPod(t, p, e.runc, releaseImage(t, e))
 	if err != nil {
 		t.Fatalf("the build died or failed under a seccomp profile that kills mount calls: %v", err)
 	}
@@ -83,7 +84,7 @@ func TestInPlaceNoMount(t *testing.T) {
 func TestInPlaceExitCode(t *testing.T) {
 	e := setup(t)
 	p, _ := inPlacePod(t, e, e.registry+"/inplace/exit", "ARG BASE\nFROM ${BASE}\nRUN echo before\nRUN exit 7\n")
-	out, err := p.run(t, e.runc, releaseImage(t, e))
+	out, err := runPod(t, p, e.runc, releaseImage(t, e))
 	var ee *exec.ExitError
 	if !errors.As(err, &ee) || ee.ExitCode() != 7 {
 		t.Fatalf("pod ended with %v, want exit status 7", err)
@@ -104,16 +105,16 @@ RUN --mount=type=cache,target=/var/cache/app echo "run $N" >> /var/cache/app/run
 `
 	var state string
 	for i, n := range []string{"1", "2"} {
-		p, ref := inPlacePod(t, e, e.registry+"/inplace/cache"+n, df, withArgs("--build-arg=N="+n))
-		st, ok := p.volumes["state"]
-		testutil.Require(t, ok, "job-default-pod.yaml has no volume named state: %v", p.volumes)
+		p, ref := inPlacePod(t, e, e.registry+"/inplace/cache"+n, df, podsim.WithArgs("--build-arg=N="+n))
+		st, ok := p.Volumes["state"]
+		testutil.Require(t, ok, "job-default-pod.yaml has no volume named state: %v", p.Volumes)
 		if i > 0 {
 			// The same state dir as the first pod's.
 			if out, err := exec.Command("cp", "-a", state+"/.", st).CombinedOutput(); err != nil {
 				t.Fatalf("copying the state volume: %v %s", err, out)
 			}
 		}
-		if _, err := p.run(t, e.runc, releaseImage(t, e)); err != nil {
+		if _, err := runPod(t, p, e.runc, releaseImage(t, e)); err != nil {
 			t.Fatalf("build %s: %v", n, err)
 		}
 		want := "run 1\n"
@@ -156,9 +157,9 @@ RUN for f in /proc/[0-9]*/environ /proc/[0-9]*/cmdline; do cat "$f" 2>/dev/null;
 	}, token)
 	host := strings.TrimPrefix(srv, "http://")
 	p, ref := inPlacePod(t, e, e.registry+"/inplace/git", "",
-		withArgs("--context=git://"+host+"/app.git#refs/heads/main"),
-		withEnv("GIT_TOKEN="+token, "GIT_PULL_METHOD=http"))
-	out, err := p.run(t, e.runc, releaseImage(t, e))
+		podsim.WithArgs("--context=git://"+host+"/app.git#refs/heads/main"),
+		podsim.WithEnv("GIT_TOKEN="+token, "GIT_PULL_METHOD=http"))
+	out, err := runPod(t, p, e.runc, releaseImage(t, e))
 	if err != nil {
 		t.Fatalf("git build in the default pod: %v", err)
 	}
@@ -178,8 +179,8 @@ RUN for f in /proc/[0-9]*/environ /proc/[0-9]*/cmdline; do cat "$f" 2>/dev/null;
 	}
 	// The pod's own files after the build: its volumes (context, state
 	// dir) and its root filesystem, which the in-place rung rewrote.
-	dirs := []string{filepath.Join(p.dir, "rootfs")}
-	for _, v := range p.volumes {
+	dirs := []string{filepath.Join(p.Dir, "rootfs")}
+	for _, v := range p.Volumes {
 		dirs = append(dirs, v)
 	}
 	for _, d := range dirs {
@@ -284,18 +285,18 @@ RUN echo final > /final.txt && chmod 0640 /final.txt
 	}
 	want := fileEntries(t, pull(t, hostRef))
 
-	pod := func(prefix, baseRef, ctx string) (*simPod, string) {
-		p := derivePod(t, "job-rootless.yaml", simImageOf(cfg.Config), noRegistryAuth, withoutUserNamespace(),
-			withRegistry(prefix), withArgs("--build-arg=BASE="+baseRef, "--secret=id=pod-token,env=POD_TOKEN"), withEnv("POD_TOKEN=x1"))
-		ws, ok := p.volumes["workspace"]
+	pod := func(prefix, baseRef, ctx string) (*podsim.Pod, string) {
+		p := derivePod(t, "job-rootless.yaml", podsim.ImageOf(cfg.Config), noRegistryAuth, podsim.WithoutUserNamespace(),
+			podsim.WithRegistry(prefix), podsim.WithArgs("--build-arg=BASE="+baseRef, "--secret=id=pod-token,env=POD_TOKEN"), podsim.WithEnv("POD_TOKEN=x1"))
+		ws, ok := p.Volumes["workspace"]
 		testutil.Require(t, ok, "job-rootless.yaml has no workspace volume")
-		if err := p.copyDir(ctx, ws); err != nil {
+		if err := p.CopyDir(ctx, ws); err != nil {
 			t.Fatal(err)
 		}
 		return p, prefix + "/app:latest"
 	}
 	p, ref := pod(e.registry+"/rootless-pod/ok", base, ctxDir)
-	out, err := p.run(t, e.runc, img)
+	out, err := runPod(t, p, e.runc, img)
 	if err != nil {
 		t.Fatalf("build in the rootless pod: %v", err)
 	}
@@ -307,7 +308,7 @@ RUN echo final > /final.txt && chmod 0640 /final.txt
 	}
 
 	p, _ = pod(e.registry+"/rootless-pod/uids", e.base, filepath.Join(e.repo, "testdata", "pods"))
-	out, err = p.run(t, e.runc, img)
+	out, err = runPod(t, p, e.runc, img)
 	if err == nil {
 		t.Fatal("testdata/pods built with a single uid mapped")
 	}

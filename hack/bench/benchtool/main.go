@@ -8,6 +8,12 @@
 //	benchtool proxy --listen ADDR --upstream URL
 //	    a reverse proxy that counts request-body bytes (blob and manifest
 //	    uploads); GET /_bench/bytes returns the running total.
+//	benchtool pod create --manifest JOB.yaml --dir BUNDLE (--layout OCI | --rootfs DIR) [--env K=V]... [--workdir D] [--secret NAME/KEY=VALUE]... [--workspace CTX] -- ARGV...
+//	    writes a runc bundle for the pod of JOB.yaml (hack/k8s; internal/podsim,
+//	    as the e2e tests derive it) running ARGV, its root filesystem from an
+//	    OCI layout's one image or a copy of DIR, CTX copied into its workspace.
+//	benchtool pod run [--runc PATH] BUNDLE
+//	    runs that pod to its end and removes the cgroups runc leaves.
 //	benchtool report RAW
 //	    prints markdown tables of medians and imgbuild/competitor ratios from
 //	    bench.sh's raw.tsv (workload scenario tool run wall rss bytes exit).
@@ -36,7 +42,7 @@ import (
 
 func main() {
 	if len(os.Args) < 2 {
-		fatal(errors.New("usage: benchtool measure|proxy|median"))
+		fatal(errors.New("usage: benchtool measure|proxy|pod|report"))
 	}
 	var err error
 	switch os.Args[1] {
@@ -44,6 +50,8 @@ func main() {
 		err = measure(os.Args[2:])
 	case "proxy":
 		err = proxy(os.Args[2:])
+	case "pod":
+		err = pod(os.Args[2:])
 	case "report":
 		if len(os.Args) != 3 {
 			err = errors.New("report RAW")

@@ -1,4 +1,4 @@
-package cmd
+package podsim
 
 import (
 	"os"
@@ -13,6 +13,29 @@ import (
 
 	"github.com/imgbuild/imgbuild/internal/k8stest"
 )
+
+// releaseImageConfig stands for the release image's config in the tests
+// that need no built image.
+var releaseImageConfig = Image{
+	Entrypoint: []string{"/kaniko/imgbuild"},
+	Env: []string{"PATH=/kaniko", "SSL_CERT_FILE=/kaniko/ssl/certs/ca-certificates.crt",
+		"DOCKER_CONFIG=/kaniko/.docker/", "IMGBUILD_ROOT=/var/lib/imgbuild"},
+	WorkingDir: "/workspace",
+}
+
+// noRegistryAuth is the docker config the registry Secret holds.
+var noRegistryAuth = WithSecret("registry-credentials", map[string]string{".dockerconfigjson": `{"auths":{}}`})
+
+// derivePod simulates manifest's pod in a directory removed when the test
+// ends.
+func derivePod(t *testing.T, manifest string, img Image, opts ...Option) *Pod {
+	t.Helper()
+	p, err := Derive(manifest, t.TempDir(), img, opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
 
 // containerdCaps is the capability set containerd gives a container that
 // asks for none (pkg/oci defaultUnixCaps): no CAP_SYS_ADMIN.
@@ -29,7 +52,7 @@ func TestPodSimConfigs(t *testing.T) {
 	for _, tc := range []struct {
 		name          string
 		manifest      string
-		opts          []podOption
+		opts          []Option
 		uid, gid      uint32
 		gids          []uint32 // the primary gid, supplementalGroups, fsGroup
 		seccomp       bool
@@ -51,16 +74,16 @@ func TestPodSimConfigs(t *testing.T) {
 			rwMounts: []string{"/var/lib/imgbuild", "/workspace", "/etc/hosts", "/etc/resolv.conf", "/dev/termination-log"},
 		},
 		{
-			name: "b default pod, seccomp Unconfined", manifest: "job-default-pod.yaml", opts: []podOption{seccompUnconfined()},
+			name: "b default pod, seccomp Unconfined", manifest: "job-default-pod.yaml", opts: []Option{SeccompUnconfined()},
 			gids: []uint32{0}, masked: true,
 			argv:     []string{"/kaniko/executor", "--context=dir:///workspace", "--dockerfile=Dockerfile", "--destination=registry.example.com/app:latest"},
 			roMounts: []string{"/kaniko/.docker"},
 			rwMounts: []string{"/var/lib/imgbuild", "/workspace"},
 		},
 		{
-			name: "c rootless without a user namespace", manifest: "job-rootless.yaml", opts: []podOption{withoutUserNamespace()},
+			name: "c rootless without a user namespace", manifest: "job-rootless.yaml", opts: []Option{WithoutUserNamespace()},
 			uid: 1000, gid: 1000, gids: []uint32{1000}, masked: true,
-			argv: []string{"/usr/local/bin/imgbuild", "build", "--progress=plain", "--root=/home/build/state",
+			argv: []string{"/kaniko/imgbuild", "build", "--progress=plain", "--root=/home/build/state",
 				"--tag=registry.example.com/app:latest", "--push", "/workspace"},
 			env:           []string{"HOME=/home/build"},
 			rwMounts:      []string{"/home/build", "/tmp", "/workspace"},
@@ -69,14 +92,14 @@ func TestPodSimConfigs(t *testing.T) {
 		{
 			name: "d userns", manifest: "job-userns.yaml",
 			gids: []uint32{0}, userns: true, noNewPrivs: true,
-			argv:     []string{"/usr/local/bin/imgbuild", "build", "--progress=plain", "--tag=registry.example.com/app:latest", "--push", "/workspace"},
+			argv:     []string{"/kaniko/imgbuild", "build", "--progress=plain", "--tag=registry.example.com/app:latest", "--push", "/workspace"},
 			roMounts: []string{"/kaniko/.docker"},
 			rwMounts: []string{"/var/lib/imgbuild", "/tmp", "/workspace"},
 		},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			p := derivePod(t, tc.manifest, releaseImageConfig, append([]podOption{noRegistryAuth}, tc.opts...)...)
-			s := p.spec
+			p := derivePod(t, tc.manifest, releaseImageConfig, append([]Option{noRegistryAuth}, tc.opts...)...)
+			s := p.Spec
 			if s.Process.User.UID != tc.uid || s.Process.User.GID != tc.gid {
 				t.Errorf("user %d:%d, want %d:%d", s.Process.User.UID, s.Process.User.GID, tc.uid, tc.gid)
 			}
@@ -125,12 +148,12 @@ func TestPodSimConfigs(t *testing.T) {
 				t.Errorf("user namespace %v, want %v", hasUserns, tc.userns)
 			}
 			if tc.userns {
-				want := []specs.LinuxIDMapping{{ContainerID: 0, HostID: podIDBase, Size: 65536}}
+				want := []specs.LinuxIDMapping{{ContainerID: 0, HostID: IDBase, Size: 65536}}
 				if diff := cmp.Diff(want, s.Linux.UIDMappings); diff != "" {
 					t.Errorf("uid mappings (-want +got):\n%s", diff)
 				}
-				if p.hostRoot != podIDBase {
-					t.Errorf("host root %d, want %d", p.hostRoot, podIDBase)
+				if p.HostRoot != IDBase {
+					t.Errorf("host root %d, want %d", p.HostRoot, IDBase)
 				}
 			}
 			if slices.ContainsFunc(s.Linux.Namespaces, func(n specs.LinuxNamespace) bool { return n.Type == specs.NetworkNamespace }) {
@@ -150,19 +173,19 @@ func TestPodSimConfigs(t *testing.T) {
 				t.Errorf("noNewPrivileges %v, want %v", s.Process.NoNewPrivileges, tc.noNewPrivs)
 			}
 			for _, dst := range append([]string{"/sys", "/sys/fs/cgroup"}, tc.roMounts...) {
-				m, ok := p.mount(dst)
+				m, ok := p.Mount(dst)
 				if !ok || !slices.Contains(m.Options, "ro") {
 					t.Errorf("%s: want a read-only mount, got %+v", dst, m)
 				}
 			}
 			for _, dst := range append([]string{"/proc", "/dev"}, tc.rwMounts...) {
-				m, ok := p.mount(dst)
+				m, ok := p.Mount(dst)
 				if !ok || slices.Contains(m.Options, "ro") {
 					t.Errorf("%s: want a read-write mount, got %+v", dst, m)
 				}
 			}
 			for _, dst := range tc.mountsMissing {
-				if m, ok := p.mount(dst); ok {
+				if m, ok := p.Mount(dst); ok {
 					t.Errorf("%s: mounted (%+v), the manifest has no such volume", dst, m)
 				}
 			}
@@ -187,16 +210,16 @@ func seccompAllows(sc *specs.LinuxSeccomp, name string) bool {
 func TestPodSimVolumes(t *testing.T) {
 	t.Parallel()
 	p := derivePod(t, "job-default-pod.yaml", releaseImageConfig,
-		withSecret("registry-credentials", map[string]string{".dockerconfigjson": `{"auths":{"r":{}}}`}))
-	b, err := os.ReadFile(filepath.Join(p.volumes["docker-config"], "config.json"))
+		WithSecret("registry-credentials", map[string]string{".dockerconfigjson": `{"auths":{"r":{}}}`}))
+	b, err := os.ReadFile(filepath.Join(p.Volumes["docker-config"], "config.json"))
 	if err != nil || string(b) != `{"auths":{"r":{}}}` {
 		t.Errorf("docker-config/config.json = %q, %v", b, err)
 	}
-	m, _ := p.mount("/workspace")
-	if m.Source != p.volumes["workspace"] {
-		t.Errorf("/workspace is bound from %s, want %s", m.Source, p.volumes["workspace"])
+	m, _ := p.Mount("/workspace")
+	if m.Source != p.Volumes["workspace"] {
+		t.Errorf("/workspace is bound from %s, want %s", m.Source, p.Volumes["workspace"])
 	}
-	fi, err := os.Stat(p.volumes["state"])
+	fi, err := os.Stat(p.Volumes["state"])
 	if err != nil || fi.Mode().Perm() != 0o777 {
 		t.Errorf("the state emptyDir: %v, %v; want mode 0777", fi, err)
 	}
@@ -231,7 +254,7 @@ func TestPodSimRefuses(t *testing.T) {
 				t.Fatal(err)
 			}
 			tc.change(&job.Spec.Template.Spec)
-			_, err = podFromJob("job-default-pod.yaml", job, t.TempDir(), releaseImageConfig, noRegistryAuth)
+			_, err = FromJob("job-default-pod.yaml", job, t.TempDir(), releaseImageConfig, noRegistryAuth)
 			if err == nil || !strings.Contains(err.Error(), tc.want) || !strings.Contains(err.Error(), "job-default-pod.yaml") {
 				t.Errorf("error %v, want one naming the manifest and %q", err, tc.want)
 			}
