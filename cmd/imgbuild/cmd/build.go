@@ -110,6 +110,7 @@ standard error.`,
 	bo.state.addExecutorFlag(f)
 	f.BoolVar(&bo.allowInsecureRunc, "allow-insecure-runc", false, "run RUN steps with a runc that lacks the 2024/2025 container-escape fixes")
 	f.BoolVar(&bo.allowExternalFrontend, "allow-external-frontend", false, "allow '# syntax=' to pull and run a frontend image other than docker/dockerfile")
+	registerCompletions(cmd)
 	return cmd
 }
 

@@ -138,6 +138,8 @@ accepted with a warning.`,
 	bo.cache.addFlags(f)
 	bo.limits.addFlags(f)
 	bo.digests.addFlags(f)
+	// kaniko's --compression takes fewer values than build's.
+	registerCompletions(cmd, "progress", "executor")
 	return cmd
 }
 

@@ -38,7 +38,7 @@ func (s *stateFlags) addExecutorFlag(f *pflag.FlagSet) {
 
 func (s *stateFlags) addFlags(f *pflag.FlagSet) {
 	s.addRootFlags(f)
-	f.StringVar(&s.snapshotter, "snapshotter", "auto", "snapshotter: auto, overlayfs or native")
+	f.StringVar(&s.snapshotter, "snapshotter", "auto", "snapshotter: auto, overlayfs, fuse-overlayfs or native")
 	f.BoolVar(&s.wait, "wait", false, waitHelp)
 }
 

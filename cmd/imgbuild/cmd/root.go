@@ -12,6 +12,7 @@ import (
 
 	"github.com/sirupsen/logrus"
 	"github.com/spf13/cobra"
+	"golang.org/x/sys/unix"
 
 	"github.com/imgbuild/imgbuild/pkg/builder"
 	"github.com/imgbuild/imgbuild/pkg/sandbox"
@@ -205,6 +206,11 @@ func (ro *rootOptions) rerunRootless(cmd *cobra.Command, state stateFlags, choic
 	dir, err := state.dir()
 	if err != nil {
 		return err
+	}
+	// Inside, this user is uid 0 of the namespace, and a state dir of
+	// another user's fails deep in BuildKit: say so here.
+	if err := unix.Access(dir.Path(), unix.W_OK|unix.X_OK); err != nil && !errors.Is(err, unix.ENOENT) {
+		return fmt.Errorf("state dir %s is not writable by uid %d (%w): give one of yours with --root or $%s", dir.Path(), os.Geteuid(), err, statedir.EnvRoot)
 	}
 	env := append(os.Environ(), statedir.EnvRoot+"="+dir.Path(), sandbox.PinExecutor(choice))
 	ro.log.Debugf("not root: re-running in a user namespace (state dir %s)", dir)

@@ -80,14 +80,42 @@ func TestInsecureRuncHint(t *testing.T) {
 	}
 }
 
-// TestVersionFlag: `imgbuild --version` prints what `imgbuild version` does.
+// TestVersionFlag: `imgbuild --version` prints the first line of `imgbuild
+// version`, which then names the runc in use.
 func TestVersionFlag(t *testing.T) {
 	want := run(t, "", "version")
 	if want.code != 0 || !strings.HasPrefix(want.stdout, "imgbuild ") {
 		t.Fatalf("imgbuild version: exit %d, stdout %q", want.code, want.stdout)
 	}
+	first, second, _ := strings.Cut(want.stdout, "\n")
+	if !strings.HasPrefix(second, "runc: ") {
+		t.Errorf("imgbuild version's second line = %q, want the runc in use", second)
+	}
+	want.stdout = first + "\n"
 	got := run(t, "", "--version")
 	if got.code != 0 || got.stdout != want.stdout {
 		t.Errorf("imgbuild --version: exit %d, stdout %q; want exit 0, stdout %q", got.code, got.stdout, want.stdout)
+	}
+}
+
+// TestFlagValueCompletion: shell completion offers the values of the flags
+// that take one of a few words.
+func TestFlagValueCompletion(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		want []string
+	}{
+		{[]string{"build", "--progress", ""}, []string{"plain", "rawjson", "quiet"}},
+		{[]string{"build", "-o", ""}, []string{"type=registry", "type=oci,dest=", "type=local,dest="}},
+		{[]string{"build", "--executor", ""}, []string{"runc-no-sandbox", "inplace"}},
+		{[]string{"build", "--compression", ""}, []string{"estargz"}},
+		{[]string{"executor", "--executor", ""}, []string{"inplace"}},
+	} {
+		r := run(t, "", append([]string{"__complete"}, tc.args...)...)
+		for _, w := range tc.want {
+			if !strings.Contains(r.stdout, w+"\n") {
+				t.Errorf("completing %v: %q lacks %q", tc.args, r.stdout, w)
+			}
+		}
 	}
 }

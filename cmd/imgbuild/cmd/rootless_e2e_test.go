@@ -261,3 +261,22 @@ func TestRootlessKillNineStopsRun(t *testing.T) {
 	killed := killNine(t, cmd)
 	assertProcessesGone(t, killed, "rootless build", marker, root)
 }
+
+// TestRootlessStateDirOfAnotherUser: a state dir the user cannot write
+// fails before the re-exec, naming it and --root, not deep in BuildKit.
+func TestRootlessStateDirOfAnotherUser(t *testing.T) {
+	e := setup(t)
+	uid, gid := rootlessUser(t)
+	home := userHome(t, uid, gid)
+	theirs := filepath.Join(filepath.Dir(home), "roots-state")
+	if err := os.Mkdir(theirs, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	ctx := filepath.Join(home, "ctx")
+	os.Mkdir(ctx, 0o755)
+	os.WriteFile(filepath.Join(ctx, "Dockerfile"), []byte("FROM scratch\n"), 0o644)
+	r := e.runAs(t, uid, gid, home, "build", "--root", theirs, "--runc", e.runc, ctx)
+	if r.code == 0 || !strings.Contains(r.stderr, "state dir "+theirs+" is not writable by uid "+strconv.Itoa(uid)) || !strings.Contains(r.stderr, "--root") {
+		t.Errorf("exit %d, stderr:\n%s", r.code, r.stderr)
+	}
+}
