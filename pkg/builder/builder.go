@@ -341,6 +341,9 @@ func (b *Builder) Build(ctx context.Context, req Request) (*Result, error) {
 		attrs["target"] = req.Target
 	}
 	if req.Platform != "" {
+		if err := checkEmulation(dfName, dfData, req.Platform, req.Target); err != nil {
+			return nil, err
+		}
 		attrs["platform"] = req.Platform
 	}
 	if req.NoCache {
