@@ -27,7 +27,6 @@ type gitFixture struct {
 	token   string
 	first   string // main's first commit
 	pull    string // refs/pull/1/head, on no branch
-	libDir  string
 }
 
 func newGitFixture(t *testing.T) *gitFixture {

@@ -119,7 +119,7 @@ func (s *Staged) commit() error {
 // Discard removes what was staged. It is safe to call after Commit.
 func (s *Staged) Discard() {
 	if s.file != nil {
-		s.file.Close()
+		_ = s.file.Close() // what was written is removed below
 	}
 	if s.tmp != "" {
 		os.RemoveAll(s.tmp)

@@ -1,7 +1,6 @@
 package registry
 
 import (
-	"archive/tar"
 	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
@@ -14,7 +13,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"time"
 
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
@@ -266,26 +264,6 @@ func writeBlobFile(dir string, b blob) error {
 		return vr.verify()
 	}); err != nil {
 		return fmt.Errorf("writing blob %s: %w", b.digest, err)
-	}
-	return nil
-}
-
-func writeTarEntry(tw *tar.Writer, name string, size int64, r io.Reader) error {
-	if err := tw.WriteHeader(&tar.Header{
-		Typeflag: tar.TypeReg,
-		Name:     name,
-		Size:     size,
-		Mode:     0o644,
-		ModTime:  time.Unix(0, 0),
-	}); err != nil {
-		return err
-	}
-	n, err := io.Copy(tw, r)
-	if err != nil {
-		return err
-	}
-	if n != size {
-		return fmt.Errorf("wrote %d bytes, want %d", n, size)
 	}
 	return nil
 }

@@ -201,9 +201,9 @@ func probeChild(what string) error {
 	out, err := cmd.CombinedOutput()
 	switch {
 	case errors.Is(err, syscall.EPERM), errors.Is(err, syscall.EACCES):
-		return fmt.Errorf("unshare(CLONE_NEWUSER): %v (seccomp or AppArmor)", err)
+		return fmt.Errorf("unshare(CLONE_NEWUSER): %w (seccomp or AppArmor)", err)
 	case errors.Is(err, syscall.ENOSPC):
-		return fmt.Errorf("unshare(CLONE_NEWUSER): %v (user.max_user_namespaces reached)", err)
+		return fmt.Errorf("unshare(CLONE_NEWUSER): %w (user.max_user_namespaces reached)", err)
 	case err != nil && len(out) > 0:
 		return errors.New(strings.TrimSpace(string(out)))
 	case err != nil:

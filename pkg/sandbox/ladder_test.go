@@ -26,8 +26,6 @@ var (
 	errNoMarker = fmt.Errorf("%s not found (not imgbuild's image)", buildContainerMarker)
 )
 
-func ok() error { return nil }
-
 // fakeProbe is a machine for probe.choose; calls records which checks ran.
 type fakeProbe struct {
 	root, capSysAdmin      bool

@@ -533,7 +533,7 @@ func TestBuildSourceDateEpochFromEnv(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if want := time.Unix(1700000000, 0).UTC(); !cfg.Created.Time.Equal(want) {
+	if want := time.Unix(1700000000, 0).UTC(); !cfg.Created.Equal(want) {
 		t.Errorf("created = %v, want %v", cfg.Created.Time, want)
 	}
 	r = imgbuildEnv(t, []string{"SOURCE_DATE_EPOCH=yesterday"}, "", "build", "--root", t.TempDir(), "--runc", e.runc,
