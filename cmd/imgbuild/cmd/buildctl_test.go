@@ -157,7 +157,7 @@ func TestBuildctlFlagTranslation(t *testing.T) {
 				Platform: bo.platform, NoCache: bo.noCache, Outputs: bo.outputs, CacheFrom: bo.cache.from, CacheTo: bo.cache.to,
 				Secrets: bo.secrets, Progress: bo.progress, MetadataFile: bo.metadataFile, Insecure: bo.reg.insecure,
 				Compress: builder.Compression{Type: bo.compression.typ, Level: bo.compression.level.v, Force: bo.compression.force},
-				Wait: bo.state.wait, Notes: bc.notes}
+				Wait:     bo.state.wait, Notes: bc.notes}
 			if d := cmp.Diff(tc.want, got); d != "" {
 				t.Errorf("options (-want +got):\n%s", d)
 			}
@@ -205,7 +205,7 @@ func TestBuildctlFlagErrors(t *testing.T) {
 		{with("--output", "type=local,dest=/nonexistent-parent/out"), `--output "type=local,dest=/nonexistent-parent/out": dest=/nonexistent-parent/out: directory /nonexistent-parent`},
 		{with("--output", "type=image,push=true"), `--output "type=image,push=true": pushing needs --tag or name=`},
 		{with("--export-cache", "type=,ref=example.com/cache"), `--export-cache "type=,ref=example.com/cache": --export-cache requires type=<type>`},
-		{with("--local", "context=" + os.TempDir()), `--local "context=` + os.TempDir() + `": context= given twice`},
+		{with("--local", "context="+os.TempDir()), `--local "context=` + os.TempDir() + `": context= given twice`},
 		{with("--export-cache", "type=s3,bucket=b"), `--export-cache "type=s3,bucket=b": unknown type "s3"`},
 		{with("--export-cache", "type=registry,ref=example.com/c,mode=all"), `--export-cache "type=registry,ref=example.com/c,mode=all": mode=all: want min or max`},
 		{with("--import-cache", "type=local"), `--import-cache "type=local": type=local needs src=`},
