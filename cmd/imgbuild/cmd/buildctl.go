@@ -248,6 +248,11 @@ func (bc *buildctlOptions) toBuild(bo *buildOptions) error {
 			if name == "" {
 				return bad("want build-arg:NAME=VALUE")
 			}
+			if env, ok := os.LookupEnv(name); ok && name == "SOURCE_DATE_EPOCH" && env == v {
+				// Copied from the environment by buildctl's parser:
+				// imgbuild build reads it there itself, and checks it.
+				continue
+			}
 			bo.buildArgs = append(bo.buildArgs, name+"="+v)
 		case strings.HasPrefix(k, "label:"):
 			name := strings.TrimPrefix(k, "label:")

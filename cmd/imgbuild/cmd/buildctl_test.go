@@ -226,3 +226,34 @@ func TestBuildctlFlagErrors(t *testing.T) {
 		}
 	}
 }
+
+// TestBuildctlSourceDateEpoch: SOURCE_DATE_EPOCH in the environment reaches
+// the build, as buildctl passes it, and a bad one fails before the build,
+// as in imgbuild build.
+func TestBuildctlSourceDateEpoch(t *testing.T) {
+	buildctlDirs(t)
+	args := []string{"build", "--frontend", "dockerfile.v0", "--local", "context=."}
+	for _, tc := range []struct{ env, want, err string }{
+		{env: "1700000000", want: "1700000000"},
+		{env: "yesterday", err: `SOURCE_DATE_EPOCH="yesterday" in the environment: want a Unix time in seconds`},
+	} {
+		t.Setenv("SOURCE_DATE_EPOCH", tc.env)
+		bc, bo, err := parseBuildctl(t, args)
+		if err != nil {
+			t.Fatal(err)
+		}
+		p, err := bo.plan(bc.contextDir, strings.NewReader(""), os.LookupEnv)
+		if tc.err != "" {
+			if err == nil || !strings.Contains(err.Error(), tc.err) {
+				t.Errorf("SOURCE_DATE_EPOCH=%s: error %v, want %q", tc.env, err, tc.err)
+			}
+			continue
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := p.req.BuildArgs["SOURCE_DATE_EPOCH"]; got != tc.want {
+			t.Errorf("SOURCE_DATE_EPOCH=%s: build arg %q", tc.env, got)
+		}
+	}
+}
