@@ -27,9 +27,15 @@ func main() {
 	sandbox.ProbeMain()
 	args := os.Args[1:]
 	// Installed as /kaniko/executor (a symlink), imgbuild is kaniko's
-	// executor, so that kaniko Job specs keep their command.
-	if filepath.Base(os.Args[0]) == "executor" {
+	// executor, so that kaniko Job specs keep their command; linked as
+	// buildctl, it is `imgbuild buildctl`, for pipelines' buildctl lines.
+	// A re-exec into a user namespace is named imgbuild (see
+	// sandbox.RunInUserNamespace): its args already start with the command.
+	switch filepath.Base(os.Args[0]) {
+	case "executor":
 		args = append([]string{"executor"}, args...)
+	case "buildctl":
+		args = append([]string{"buildctl"}, args...)
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	stopProfile := startProfile()

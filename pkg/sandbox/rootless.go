@@ -151,7 +151,8 @@ func RunInUserNamespace(ctx context.Context, args []string, env []string, hide b
 	}
 	cmd := exec.CommandContext(ctx, self, args...)
 	// args are the command after any argv[0] dispatch (/kaniko/executor
-	// adds "executor"): the child must not dispatch again.
+	// adds "executor", a buildctl link "buildctl"): the child must not
+	// dispatch again.
 	cmd.Args[0] = "imgbuild"
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
 	cmd.Env = append(env, usernsEnv+"=1", usernsParentEnv+"="+strconv.Itoa(os.Getpid()))

@@ -49,6 +49,9 @@ type buildOptions struct {
 	builderOutput         string
 	allowInsecureRunc     bool
 	allowExternalFrontend bool
+	// outputSpecs map an --output value translated from buildctl's to the
+	// value as given, for messages.
+	outputSpecs map[string]string
 }
 
 func newBuildCmd(ro *rootOptions) *cobra.Command { return newBuildCmdWith(ro, &buildOptions{}) }
@@ -223,7 +226,11 @@ func (bo *buildOptions) plan(contextDir string, stdin io.Reader, getenv func(str
 	}
 	toStdout := ""
 	for _, o := range bo.outputs {
-		out, err := parseOutput(o, bo.reg.insecure)
+		shown := o
+		if v, ok := bo.outputSpecs[o]; ok {
+			shown = v
+		}
+		out, err := parseOutputAs(o, shown, bo.reg.insecure)
 		if err != nil {
 			return nil, err
 		}
@@ -232,15 +239,15 @@ func (bo *buildOptions) plan(contextDir string, stdin io.Reader, getenv func(str
 		}
 		if out.dest == "-" {
 			if toStdout != "" {
-				return nil, fmt.Errorf("--output %q and --output %q: only one output can go to standard output", toStdout, o)
+				return nil, fmt.Errorf("--output %q and --output %q: only one output can go to standard output", toStdout, shown)
 			}
-			toStdout = o
+			toStdout = shown
 		}
 		refs := append(append([]name.Reference{}, p.refs...), out.refs...)
 		switch {
 		case out.typ == "registry" || out.typ == "image" && out.push:
 			if len(refs) == 0 {
-				return nil, fmt.Errorf("--output %q: pushing needs --tag or name=", o)
+				return nil, fmt.Errorf("--output %q: pushing needs --tag or name=", shown)
 			}
 			p.push = publish.Dedupe(append(p.push, refs...))
 			continue
@@ -281,14 +288,20 @@ var outputKeys = map[string][]string{
 // on stdout. buildctl's ParseOutput is not used: it opens the destination
 // file as it parses, where imgbuild writes beside it and renames.
 func parseOutput(s string, insecure []string) (output, error) {
+	return parseOutputAs(s, s, insecure)
+}
+
+// parseOutputAs is parseOutput for a value translated from shown (a
+// buildctl --output), which its messages name.
+func parseOutputAs(s, shown string, insecure []string) (output, error) {
 	bad := func(format string, a ...any) (output, error) {
-		return output{}, fmt.Errorf("--output %q: %s", s, fmt.Sprintf(format, a...))
+		return output{}, fmt.Errorf("--output %q: %s", shown, fmt.Sprintf(format, a...))
 	}
 	fields, err := csvvalue.Fields(s, nil)
 	if err != nil {
 		return bad("%v", err)
 	}
-	out := output{spec: s}
+	out := output{spec: shown}
 	// buildx's rule: one field that is the whole value and not type=...
 	if len(fields) == 1 && fields[0] == s && !strings.HasPrefix(s, "type=") {
 		if fields[0] == "" {
