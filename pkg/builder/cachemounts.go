@@ -176,7 +176,7 @@ func listCacheMounts(ctx context.Context, cm bkcache.Manager) (carried []cacheMo
 			continue
 		}
 		if id, _, ok := strings.Cut(key, ":"); ok {
-			name := fmt.Sprintf("%s (target %s)", id, target)
+			name := fmt.Sprintf("%s (target %s)", mountName(id), target)
 			if !seenLocal[name] {
 				seenLocal[name] = true
 				local = append(local, name)
@@ -200,6 +200,11 @@ func listCacheMounts(ctx context.Context, cm bkcache.Manager) (carried []cacheMo
 	sort.Strings(local)
 	return carried, local, nil
 }
+
+// mountName is a cache mount key as the Dockerfile spells its id: the
+// Dockerfile frontend prefixes it with "NAMESPACE/", and the namespace
+// (BUILDKIT_CACHE_MOUNT_NS) is usually empty.
+func mountName(key string) string { return strings.TrimPrefix(key, "/") }
 
 // mountTarget reads the target path out of a cache mount record's
 // description: BuildKit writes "cached mount TARGET from ...", as does
@@ -257,7 +262,7 @@ func importCacheMounts(ctx context.Context, cm bkcache.Manager, dir string, c Ca
 			continue // the state dir's own copy is at least as recent
 		}
 		if why := budget.take(e.Size); why != "" {
-			log.Warnf("not importing cache mount %s: its %s are %s", e.Key, units.BytesSize(float64(e.Size)), why)
+			log.Warnf("not importing cache mount %s (target %s): its %s are %s", mountName(e.Key), e.Target, units.BytesSize(float64(e.Size)), why)
 			continue
 		}
 		f, err := os.Open(filepath.Join(dir, e.File))
@@ -409,7 +414,7 @@ func writeCacheMount(ctx context.Context, cm bkcache.Manager, m cacheMount, empt
 			return err
 		}
 		if why := budget.take(size); why != "" {
-			log.Warnf("not saving cache mount %s (target %s): its %s are %s", m.key, m.target, units.BytesSize(float64(size)), why)
+			log.Warnf("not saving cache mount %s (target %s): its %s are %s", mountName(m.key), m.target, units.BytesSize(float64(size)), why)
 			return errSkipped
 		}
 		return archive.WriteDiff(ctx, cw, empty, path)

@@ -91,7 +91,7 @@ func importCacheMountsRegistry(ctx context.Context, cm bkcache.Manager, o *optio
 			continue // the state dir's own copy is at least as recent
 		}
 		if why := budget.take(size); why != "" {
-			o.log.Warnf("not importing cache mount %s (target %s): its %s are %s", key, target, units.BytesSize(float64(size)), why)
+			o.log.Warnf("not importing cache mount %s (target %s): its %s are %s", mountName(key), target, units.BytesSize(float64(size)), why)
 			continue
 		}
 		if err := importCacheMountBlob(ctx, cm, p, ref.Context(), l, key, target, boundOf(perMount, size)); err != nil {
