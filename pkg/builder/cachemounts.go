@@ -297,8 +297,8 @@ func hasCacheMount(ctx context.Context, cm bkcache.Manager, key string) (bool, e
 }
 
 // importCacheMount makes a cache mount record for key from the tar r, which
-// may hold at most max bytes.
-func importCacheMount(ctx context.Context, cm bkcache.Manager, key, target string, r io.Reader, max int64) (err error) {
+// may hold at most limit bytes.
+func importCacheMount(ctx context.Context, cm bkcache.Manager, key, target string, r io.Reader, limit int64) (err error) {
 	desc := fmt.Sprintf("cached mount %s from imgbuild import with id %q", target, key)
 	ref, err := cm.New(ctx, nil, nil, bkcache.WithRecordType(bkclient.UsageRecordTypeCacheMount),
 		bkcache.WithDescription(desc), bkcache.CachePolicyRetain)
@@ -310,7 +310,7 @@ func importCacheMount(ctx context.Context, cm bkcache.Manager, key, target strin
 			err = fmt.Errorf("importing cache mount %q: %w", key, rerr)
 		}
 	}()
-	bounded := &boundio.Reader{R: r, Max: max, Err: fmt.Errorf("cache mount %q is larger than the %d bytes it was saved with", key, max)}
+	bounded := &boundio.Reader{R: r, Max: limit, Err: fmt.Errorf("cache mount %q is larger than the %d bytes it was saved with", key, limit)}
 	err = withMounted(ctx, ref, false, func(path string) error {
 		// archive.Apply resolves every path inside root, as for layers.
 		if _, err := archive.Apply(ctx, path, bounded); err != nil {

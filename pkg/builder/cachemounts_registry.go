@@ -103,7 +103,7 @@ func importCacheMountsRegistry(ctx context.Context, cm bkcache.Manager, o *optio
 	return nil
 }
 
-func importCacheMountBlob(ctx context.Context, cm bkcache.Manager, p *registry.Pusher, repo name.Repository, l v1.Descriptor, key, target string, max int64) error {
+func importCacheMountBlob(ctx context.Context, cm bkcache.Manager, p *registry.Pusher, repo name.Repository, l v1.Descriptor, key, target string, limit int64) error {
 	rc, err := p.OpenBlob(ctx, repo, l.Digest)
 	if err != nil {
 		return err
@@ -114,7 +114,7 @@ func importCacheMountBlob(ctx context.Context, cm bkcache.Manager, p *registry.P
 		return fmt.Errorf("importing cache mount %q: %w", key, err)
 	}
 	defer zr.Close()
-	return importCacheMount(ctx, cm, key, target, zr, max)
+	return importCacheMount(ctx, cm, key, target, zr, limit)
 }
 
 // exportCacheMountsRegistry pushes the state dir's cache mounts (the most
@@ -188,7 +188,7 @@ func writeCacheMountLayer(ctx context.Context, cm bkcache.Manager, m cacheMount,
 	}
 	n, err := writeCacheMount(ctx, cm, m, empty, budget, log, zw)
 	if err != nil {
-		zw.Close()
+		_ = zw.Close()
 		return registry.Blob{}, 0, err
 	}
 	if err := zw.Close(); err != nil {
