@@ -26,6 +26,7 @@ type FaultProxy struct {
 	mu       sync.Mutex
 	fault    func(w http.ResponseWriter, r *http.Request, n int) bool
 	counts   map[string]int
+	bytes    map[string]int64
 	user     string
 	password string // "" when no tokens are required
 	live     map[string]bool
@@ -40,7 +41,7 @@ func StartFaultProxy(t testing.TB, upstream string) *FaultProxy {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := &FaultProxy{upstream: httputil.NewSingleHostReverseProxy(u), counts: map[string]int{}, live: map[string]bool{}}
+	p := &FaultProxy{upstream: httputil.NewSingleHostReverseProxy(u), counts: map[string]int{}, bytes: map[string]int64{}, live: map[string]bool{}}
 	srv := httptest.NewServer(p)
 	t.Cleanup(srv.Close)
 	p.URL = srv.URL
@@ -70,6 +71,15 @@ func (p *FaultProxy) Count(kind string) int {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return p.counts[kind]
+}
+
+// Bytes returns how many request body bytes the proxy passed on for
+// requests of kind ([RequestKind]): for "PATCH upload" and "PUT upload",
+// the blob bytes uploaded.
+func (p *FaultProxy) Bytes(kind string) int64 {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.bytes[kind]
 }
 
 // ExpireTokens invalidates every token issued so far.
@@ -139,7 +149,25 @@ func (p *FaultProxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if fault != nil && fault(w, r, n) {
 		return
 	}
+	if r.Body != nil {
+		r.Body = &countingBody{ReadCloser: r.Body, p: p, kind: k}
+	}
 	p.upstream.ServeHTTP(w, r)
+}
+
+// countingBody adds what is read from a request body to the proxy's Bytes.
+type countingBody struct {
+	io.ReadCloser
+	p    *FaultProxy
+	kind string
+}
+
+func (b *countingBody) Read(buf []byte) (int, error) {
+	n, err := b.ReadCloser.Read(buf)
+	b.p.mu.Lock()
+	b.p.bytes[b.kind] += int64(n)
+	b.p.mu.Unlock()
+	return n, err
 }
 
 func (p *FaultProxy) serveToken(w http.ResponseWriter, r *http.Request) {

@@ -126,7 +126,7 @@ func (b *Builder) Close() error {
 	if b.shared != nil {
 		b.shared.drain()
 	}
-	b.closing()
+	cerr := b.closing()
 	err := b.bk.Close()
 	if err == nil {
 		// Lets the next owner skip the database check (see recoverState).
@@ -141,7 +141,7 @@ func (b *Builder) Close() error {
 	if rerr := b.lock.Release(); err == nil {
 		err = rerr
 	}
-	return err
+	return errors.Join(cerr, err)
 }
 
 // Snapshotter reports the snapshotter in use: "overlayfs", "fuse-overlayfs"

@@ -27,8 +27,9 @@
 //   - shared.go: taking the state dir's lock, or joining the process that
 //     holds it and serving its controller to others.
 //   - recover.go, workerrecord.go: crash recovery and the snapshotter record.
-//   - gc.go, cachemounts.go: garbage collection at close, [Builder.Prune],
-//     and cache mounts carried across state dirs.
+//   - gc.go, cachemounts.go, cachemounts_registry.go: garbage collection at
+//     close, [Builder.Prune], and cache mounts carried across state dirs
+//     ([CacheMounts]) in a directory or a registry artifact.
 //   - auth.go, hosts.go, pull_retry.go, limits.go, blobsources.go,
 //     baseregistries.go: the pull side: credentials, per-registry hosts,
 //     retries, [Limits] on pulled manifests, where blobs came from.

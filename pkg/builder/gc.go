@@ -61,20 +61,29 @@ func gcPolicy(dir statedir.Dir, c statedir.GCConfig) []gcRule {
 }
 
 // closing runs what Close does before stopping BuildKit: saving cache mounts,
-// then GC. Both only cost cache when they fail, so they warn.
-func (b *Builder) closing() {
-	ctx, cancel := context.WithTimeout(context.Background(), gcTimeout)
-	defer cancel()
-	if b.opts.cacheMountsTo != "" {
-		if err := exportCacheMounts(ctx, b.bk.Worker().CacheManager(), b.opts.cacheMountsTo, b.opts.root); err != nil {
+// then GC. Both only cost cache when they fail, so they warn, except a push
+// of cache mounts to a registry, which fails as a --cache-to push does.
+func (b *Builder) closing() error {
+	var exportErr error
+	if !b.opts.cacheMounts.To.IsZero() {
+		ctx, cancel := context.WithTimeout(context.Background(), cacheMountsTimeout)
+		err := b.opts.exportCacheMounts(ctx, b.bk.Worker().CacheManager())
+		cancel()
+		switch {
+		case err != nil && b.opts.cacheMounts.To.Ref != "":
+			exportErr = err
+		case err != nil:
 			b.opts.log.WithError(err).Warn("saving cache mounts failed")
 		}
 	}
+	ctx, cancel := context.WithTimeout(context.Background(), gcTimeout)
+	defer cancel()
 	if err := b.collectGarbage(ctx); err != nil {
 		// The build is done and its result out; a failed GC costs disk,
 		// not correctness.
 		b.opts.log.WithError(err).Warn("garbage collection failed")
 	}
+	return exportErr
 }
 
 // collectGarbage applies the GC policy to the build cache and the image
@@ -309,6 +318,10 @@ func usageRecord(u *bkclient.UsageInfo) statedir.UsageRecord {
 // gcTimeout bounds the collection at close: a slow disk must not keep a
 // finished build's process alive for long.
 const gcTimeout = time.Minute
+
+// cacheMountsTimeout bounds saving cache mounts, a push of up to
+// DefaultCacheMountsSize when they go to a registry.
+const cacheMountsTimeout = 30 * time.Minute
 
 // Dir is the builder's state dir.
 func (b *Builder) Dir() statedir.Dir { return b.opts.dir }

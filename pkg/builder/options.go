@@ -26,8 +26,7 @@ type options struct {
 	waitForLock            bool
 	log                    logrus.FieldLogger
 	gc                     statedir.GCConfig
-	cacheMountsFrom        string
-	cacheMountsTo          string
+	cacheMounts            CacheMounts
 	limits                 Limits
 	executor               sandbox.Executor
 }

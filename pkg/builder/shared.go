@@ -86,7 +86,7 @@ func socketPath(o *options) string {
 // cache mount import and export work on the worker's records directly, so a
 // process asking for them must own the state dir.
 func shareable(o *options) bool {
-	return o.cacheMountsFrom == "" && o.cacheMountsTo == "" && socketPath(o) != ""
+	return o.cacheMounts.From.IsZero() && o.cacheMounts.To.IsZero() && socketPath(o) != ""
 }
 
 // acquireOrJoin takes the state dir's lock, or joins the process holding it.
@@ -94,7 +94,7 @@ func shareable(o *options) bool {
 func acquireOrJoin(ctx context.Context, o *options) (*statedir.Lock, *bkclient.Client, error) {
 	// Cache mount import and export work on the owner's records, so such a
 	// build queues for the lock rather than failing on a busy state dir.
-	wait := o.waitForLock || o.cacheMountsFrom != "" || o.cacheMountsTo != ""
+	wait := o.waitForLock || !o.cacheMounts.From.IsZero() || !o.cacheMounts.To.IsZero()
 	sock := ""
 	if shareable(o) {
 		sock = socketPath(o)
@@ -370,12 +370,10 @@ func (b *Builder) open(ctx context.Context) error {
 		release()
 		return err
 	}
-	if o.cacheMountsFrom != "" {
-		if err := importCacheMounts(ctx, bk.Worker().CacheManager(), o.cacheMountsFrom); err != nil {
-			_ = bk.Close()
-			release()
-			return err
-		}
+	if err := o.importCacheMounts(ctx, bk.Worker().CacheManager()); err != nil {
+		_ = bk.Close()
+		release()
+		return err
 	}
 	var shared *sharedServer
 	if ln != nil {

@@ -46,7 +46,7 @@ func TestSocketPath(t *testing.T) {
 	if got := socketPath(long); got != "" {
 		t.Errorf("socketPath for a long root = %q, want none", got)
 	}
-	if shareable(&options{root: root, cacheMountsTo: "/x"}) {
+	if shareable(&options{root: root, cacheMounts: CacheMounts{To: CacheMountsStore{Dir: "/x"}}}) {
 		t.Error("a build exporting cache mounts is shareable")
 	}
 }

@@ -13,6 +13,8 @@
 // ([DigestMismatchError]) and read every tag back. A blob already in another
 // repository of the target registry (pushed there by the same call, or known
 // from [Options.BlobSources]) is mounted rather than uploaded.
+// [Pusher.PushArtifact] and [Pusher.PullArtifact] move OCI 1.1 artifacts
+// (the builder's cache mounts) to refs several writers share.
 //
 // It uses go-containerregistry only and never imports BuildKit: the builder
 // hands over images as ggcr values, whatever produced them.

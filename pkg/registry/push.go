@@ -126,13 +126,19 @@ func NewPusher(opts Options) (*Pusher, error) {
 // manifest under each tag that does not serve it (by digest if there is no
 // tag) and reads the tags back. It returns the manifest digest.
 func (p *Pusher) Push(ctx context.Context, img v1.Image, refs []name.Reference) (v1.Hash, error) {
-	return p.push(ctx, img, refs)
+	return p.push(ctx, img, refs, false)
 }
 
 // PushIndex is [Pusher.Push] for an image index: child manifests and their
 // blobs are pushed to each repository before the index itself.
 func (p *Pusher) PushIndex(ctx context.Context, idx v1.ImageIndex, refs []name.Reference) (v1.Hash, error) {
-	return p.push(ctx, idx, refs)
+	return p.push(ctx, idx, refs, false)
+}
+
+// pushShared is [Pusher.Push] for refs other writers may be pushing at the
+// same time: reading a tag back accepts another writer's manifest.
+func (p *Pusher) pushShared(ctx context.Context, img v1.Image, refs []name.Reference) (v1.Hash, error) {
+	return p.push(ctx, img, refs, true)
 }
 
 // manifest is what Push and PushIndex have in common.
@@ -141,7 +147,7 @@ type manifest interface {
 	partial.Describable
 }
 
-func (p *Pusher) push(ctx context.Context, m manifest, refs []name.Reference) (v1.Hash, error) {
+func (p *Pusher) push(ctx context.Context, m manifest, refs []name.Reference, shared bool) (v1.Hash, error) {
 	if len(refs) == 0 {
 		return v1.Hash{}, errors.New("pushing: no references given")
 	}
@@ -173,7 +179,7 @@ func (p *Pusher) push(ctx context.Context, m manifest, refs []name.Reference) (v
 		if !ok {
 			mountFrom[reg] = g.repo
 		}
-		if err := p.pushRepo(ctx, g, m, digest, blobs, children, from, ok); err != nil {
+		if err := p.pushRepo(ctx, g, m, digest, blobs, children, from, ok, shared); err != nil {
 			return v1.Hash{}, err
 		}
 	}
@@ -206,7 +212,7 @@ func (p *Pusher) groupByRepo(refs []name.Reference) ([]*repoRefs, error) {
 	return groups, nil
 }
 
-func (p *Pusher) pushRepo(ctx context.Context, g *repoRefs, m manifest, digest v1.Hash, blobs []v1.Layer, children []manifest, from name.Repository, mount bool) error {
+func (p *Pusher) pushRepo(ctx context.Context, g *repoRefs, m manifest, digest v1.Hash, blobs []v1.Layer, children []manifest, from name.Repository, mount, shared bool) error {
 	repo := g.repo
 	label := g.refs[0].String()
 	if p.progress != nil {
@@ -274,6 +280,14 @@ func (p *Pusher) pushRepo(ctx context.Context, g *repoRefs, m manifest, digest v
 			desc, err := p.puller.Head(ctx, ref)
 			if err != nil {
 				return stepError(repo, fmt.Sprintf("reading back %s", ref), err)
+			}
+			if desc.Digest != digest && shared {
+				// Last writer wins: another build put its
+				// manifest after this one.
+				if p.progress != nil {
+					p.progress.printf("%s now serves %s, pushed after this push's %s\n", ref, desc.Digest, digest)
+				}
+				continue
 			}
 			if desc.Digest != digest {
 				return fmt.Errorf("reading back %s from %s: the registry serves %s, but imgbuild pushed %s", ref, repo.RegistryStr(), desc.Digest, digest)

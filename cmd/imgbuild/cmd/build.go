@@ -261,7 +261,7 @@ func (bo *buildOptions) plan(contextDir string, stdin io.Reader, getenv func(str
 		out.refs = refs
 		p.outputs = append(p.outputs, out)
 	}
-	if err := bo.cache.apply(&p.req); err != nil {
+	if err := bo.cache.apply(&p.req, bo.reg.insecure); err != nil {
 		return nil, err
 	}
 	if err := bo.compression.apply(&p.req); err != nil {
@@ -444,7 +444,7 @@ func runBuild(cmd *cobra.Command, ro *rootOptions, bo *buildOptions, contextDir 
 	if err != nil {
 		return err
 	}
-	cacheOpts, err := bo.cache.builderOptions()
+	cacheOpts, err := bo.cache.builderOptions(bo.reg.insecure)
 	if err != nil {
 		return err
 	}
@@ -472,9 +472,12 @@ func runBuild(cmd *cobra.Command, ro *rootOptions, bo *buildOptions, contextDir 
 	if err != nil {
 		// executor has no --snapshotter and no --allow-insecure-runc.
 		err = insecureRuncHint(err, cmd.Flags().Lookup("allow-insecure-runc") != nil)
-		return stateDirHint(err, cmd.Flags().Lookup("snapshotter") != nil)
+		return bo.cache.flagError(stateDirHint(err, cmd.Flags().Lookup("snapshotter") != nil))
 	}
-	defer closeBuilder(b, &err)
+	defer func() {
+		closeBuilder(b, &err)
+		err = bo.cache.flagError(err)
+	}()
 
 	res, err := b.Build(ctx, p.req)
 	var fe *builder.ExternalFrontendError

@@ -10,6 +10,7 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/sirupsen/logrus"
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
@@ -42,6 +43,7 @@ type kanikoOptions struct {
 	git            []string
 	cache          bool
 	cacheRepo      string
+	mountsRepo     string
 	cacheTTL       string
 	insecurePush   bool
 	insecurePull   bool
@@ -171,6 +173,7 @@ func (ko *kanikoOptions) addFlags(f *pflag.FlagSet) {
 	f.IntVar(&ko.pushRetry, "push-retry", 0, "accepted for compatibility: pushes always retry transient registry errors with backoff")
 	f.BoolVar(&ko.cache, "cache", false, "use the registry layer cache (--cache-repo, default DESTINATION-REPO/cache)")
 	f.StringVar(&ko.cacheRepo, "cache-repo", "", "registry repository for the cache; oci:PATH keeps it in a local directory")
+	f.StringVar(&ko.mountsRepo, "cache-mounts-repo", "", `registry repository for the contents of RUN --mount=type=cache mounts, read at start and written at the end (tag cachemounts unless REPO has one); oci:PATH keeps them in a local directory`)
 	f.StringVar(&ko.cacheTTL, "cache-ttl", "336h", "accepted for compatibility; BuildKit's registry cache is replaced on every export")
 	f.StringArrayVar(&ko.git, "git", nil, "git context options: branch=, single-branch=, recurse-submodules=, insecure-skip-tls=")
 	for _, fl := range kanikoInternalFlags {
@@ -269,6 +272,9 @@ func (ko *kanikoOptions) toBuild(bo *buildOptions, contextDir string, lookupEnv 
 			return err
 		}
 	}
+	if err := ko.mountsToBuild(bo); err != nil {
+		return err
+	}
 	if ko.tarPath != "" {
 		bo.outputs = append(bo.outputs, "type=docker,dest="+ko.tarPath)
 	}
@@ -334,6 +340,35 @@ func (ko *kanikoOptions) cacheToBuild(bo *buildOptions) error {
 	ref := repo + ":" + cacheTag
 	bo.cache.from = append(bo.cache.from, "type=registry,ref="+ref)
 	bo.cache.to = append(bo.cache.to, "type=registry,ref="+ref+",mode=max")
+	return nil
+}
+
+// cacheMountsTag is the tag of the cache mounts artifact in
+// --cache-mounts-repo.
+const cacheMountsTag = "cachemounts"
+
+// mountsToBuild maps --cache-mounts-repo, imgbuild's flag in the style of
+// kaniko's --cache-repo (kaniko has no cache mount carrying), onto
+// --cache-mounts-from and --cache-mounts-to.
+func (ko *kanikoOptions) mountsToBuild(bo *buildOptions) error {
+	repo := ko.mountsRepo
+	if repo == "" {
+		return nil
+	}
+	if bo.cache.mountsFrom != "" || bo.cache.mountsTo != "" {
+		return errors.New("--cache-mounts-repo sets --cache-mounts-from and --cache-mounts-to; give either")
+	}
+	if dir, ok := strings.CutPrefix(repo, "oci:"); ok {
+		bo.cache.mountsFrom, bo.cache.mountsTo = "type=local,src="+dir, "type=local,dest="+dir
+		return nil
+	}
+	ref := repo
+	if _, err := name.NewRepository(repo); err == nil {
+		ref = repo + ":" + cacheMountsTag
+	} else if _, err := registry.ParseReference(repo, bo.reg.insecure); err != nil {
+		return fmt.Errorf("--cache-mounts-repo %q: %w", repo, err)
+	}
+	bo.cache.mountsFrom, bo.cache.mountsTo = "type=registry,ref="+ref, "type=registry,ref="+ref
 	return nil
 }
 

@@ -42,6 +42,8 @@ func TestExecutorFlagTranslation(t *testing.T) {
 		SkipTLS   []string
 		Mirrors   []string
 		Compress  builder.Compression
+		// --cache-mounts-from and --cache-mounts-to.
+		MountsFrom, MountsTo string
 	}
 	for _, tc := range []struct {
 		name string
@@ -67,6 +69,21 @@ func TestExecutorFlagTranslation(t *testing.T) {
 		want: want{Tags: []string{"123456789.dkr.ecr.eu-west-1.amazonaws.com/app:1"}, Push: true, File: filepath.Join(ctxDir, "Dockerfile"),
 			CacheFrom: []string{"type=registry,ref=123456789.dkr.ecr.eu-west-1.amazonaws.com/app-cache:buildcache"},
 			CacheTo:   []string{"type=registry,ref=123456789.dkr.ecr.eu-west-1.amazonaws.com/app-cache:buildcache,mode=max"}},
+	}, {
+		name: "cache mounts repo",
+		args: []string{"--context", ctxDir, "-d", "reg.example/app:1", "--cache-mounts-repo", "reg.example/app-mounts"},
+		want: want{Tags: []string{"reg.example/app:1"}, Push: true, File: filepath.Join(ctxDir, "Dockerfile"),
+			MountsFrom: "type=registry,ref=reg.example/app-mounts:cachemounts", MountsTo: "type=registry,ref=reg.example/app-mounts:cachemounts"},
+	}, {
+		name: "cache mounts repo with a tag",
+		args: []string{"--context", ctxDir, "-d", "reg.example/app:1", "--cache-mounts-repo", "reg.example/app-mounts:main"},
+		want: want{Tags: []string{"reg.example/app:1"}, Push: true, File: filepath.Join(ctxDir, "Dockerfile"),
+			MountsFrom: "type=registry,ref=reg.example/app-mounts:main", MountsTo: "type=registry,ref=reg.example/app-mounts:main"},
+	}, {
+		name: "cache mounts repo in a directory",
+		args: []string{"--context", ctxDir, "-d", "reg.example/app:1", "--cache-mounts-repo", "oci:/cache/mounts"},
+		want: want{Tags: []string{"reg.example/app:1"}, Push: true, File: filepath.Join(ctxDir, "Dockerfile"),
+			MountsFrom: "type=local,src=/cache/mounts", MountsTo: "type=local,dest=/cache/mounts"},
 	}, {
 		name: "no push with tarball and layout, Dockerfile relative to context",
 		args: []string{"-c", ctxDir, "-f", "docker/Dockerfile.prod", "--no-push", "--tar-path", "/out/image.tar",
@@ -117,7 +134,8 @@ func TestExecutorFlagTranslation(t *testing.T) {
 			got := want{Tags: bo.tags, Push: bo.push, File: bo.file, BuildArgs: bo.buildArgs, Target: bo.target,
 				Labels: bo.labels, Platform: bo.platform, Outputs: bo.outputs, CacheFrom: bo.cache.from, CacheTo: bo.cache.to,
 				Insecure: bo.reg.insecure, SkipTLS: bo.reg.skipTLSVerify, Mirrors: bo.reg.mirrors,
-				Compress: builder.Compression{Type: bo.compression.typ, Level: bo.compression.level.v, Force: bo.compression.force}}
+				Compress:   builder.Compression{Type: bo.compression.typ, Level: bo.compression.level.v, Force: bo.compression.force},
+				MountsFrom: bo.cache.mountsFrom, MountsTo: bo.cache.mountsTo}
 			if d := cmp.Diff(tc.want, got); d != "" {
 				t.Errorf("options (-want +got):\n%s", d)
 			}
@@ -137,6 +155,8 @@ func TestExecutorErrors(t *testing.T) {
 		{[]string{"executor", "--context", "/nonexistent-ctx", "--no-push"}, "/nonexistent-ctx"},
 		{[]string{"executor", "--context", "s3://bucket/ctx.tar.gz", "--no-push"}, "s3:// contexts are not supported"},
 		{[]string{"executor", "--context", t.TempDir()}, "--destination is required"},
+		{[]string{"executor", "--context", withDockerfile, "--no-push", "--cache-mounts-repo", "r.example/m", "--cache-mounts-to", "/d"}, "--cache-mounts-repo sets --cache-mounts-from and --cache-mounts-to"},
+		{[]string{"executor", "--context", withDockerfile, "--no-push", "--cache-mounts-repo", "R.example/Bad"}, `--cache-mounts-repo "R.example/Bad"`},
 		{[]string{"executor", "--context", t.TempDir(), "--no-push", "--dockerfile", "missing.Dockerfile"}, `dockerfile "missing.Dockerfile" not found`},
 		{[]string{"executor", "--context", withDockerfile, "--no-push", "--compression", "uncompressed"}, `invalid argument "uncompressed" for "--compression" flag: want gzip or zstd`},
 		{[]string{"executor", "--context", withDockerfile, "--no-push", "--compression-level", "fast"}, `invalid argument "fast" for "--compression-level" flag`},
