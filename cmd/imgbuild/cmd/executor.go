@@ -51,14 +51,14 @@ type kanikoOptions struct {
 	skipPushCheck   bool
 	ignoreImmutable bool
 	pullRetry       int
-	insecurePush   bool
-	insecurePull   bool
-	skipTLSPush    bool
-	skipTLSPull    bool
-	reproducible   bool
-	pushRetry      int
-	compression    kanikoCompression
-	compressionLvl int
+	insecurePush    bool
+	insecurePull    bool
+	skipTLSPush     bool
+	skipTLSPull     bool
+	reproducible    bool
+	pushRetry       int
+	compression     kanikoCompression
+	compressionLvl  int
 
 	// ignored are kaniko flags that describe kaniko's internals; they are
 	// accepted so that existing Job specs keep working.
