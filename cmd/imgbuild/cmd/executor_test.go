@@ -10,9 +10,11 @@ import (
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/sirupsen/logrus"
 	"github.com/spf13/cobra"
 
 	"github.com/imgbuild/imgbuild/pkg/builder"
+	"github.com/imgbuild/imgbuild/pkg/sandbox"
 )
 
 // TestExecutorFlagTranslation maps real kaniko command lines (from kaniko's
@@ -272,5 +274,44 @@ func TestExecutorVersion(t *testing.T) {
 	want := run(t, "", "version")
 	if r.code != 0 || r.stdout != want.stdout || !strings.HasPrefix(r.stdout, "imgbuild ") {
 		t.Errorf("executor version: exit %d, %q; want %q", r.code, r.stdout, want.stdout)
+	}
+}
+
+// TestExecutorNoEffectWarnings checks the warnings for kaniko flags that are
+// taken but do nothing in this run.
+func TestExecutorNoEffectWarnings(t *testing.T) {
+	for _, tc := range []struct {
+		args     []string
+		executor sandbox.Executor
+		want     []string // substrings, one per warning line; none: no warning
+	}{
+		{[]string{"--cache-ttl", "6h"}, sandbox.Runc, []string{"--cache-ttl has no effect"}},
+		{[]string{"--ignore-path", "/var/mail"}, sandbox.Runc, []string{"--ignore-path has no effect with executor runc"}},
+		{[]string{"--ignore-path", "/var/mail"}, sandbox.RuncNoSandbox, []string{"--ignore-path has no effect with executor runc-no-sandbox"}},
+		{[]string{"--ignore-path", "/var/mail"}, sandbox.InPlace, nil},
+		{nil, sandbox.Runc, nil},
+	} {
+		ko, bo := &kanikoOptions{}, &buildOptions{}
+		cmd := executorCmd(&rootOptions{}, ko, bo)
+		if err := cmd.Flags().Parse(tc.args); err != nil {
+			t.Fatal(err)
+		}
+		var buf strings.Builder
+		log := logrus.New()
+		log.SetOutput(&buf)
+		ko.warnNoEffect(cmd, log, tc.executor)
+		lines := strings.Split(strings.TrimSpace(buf.String()), "\n")
+		if buf.Len() == 0 {
+			lines = nil
+		}
+		if len(lines) != len(tc.want) {
+			t.Errorf("%v on %s: warnings %q, want %q", tc.args, tc.executor, lines, tc.want)
+			continue
+		}
+		for i, w := range tc.want {
+			if !strings.Contains(lines[i], w) {
+				t.Errorf("%v on %s: warning %q lacks %q", tc.args, tc.executor, lines[i], w)
+			}
+		}
 	}
 }
