@@ -12,6 +12,8 @@ TEST_TIMEOUT ?= 20m
 FUZZTIME ?= 10s
 TEST_FUZZTIME ?= 3s
 CA_BUNDLE ?= /etc/ssl/certs/ca-certificates.crt
+# Static (package busybox-static), for the image's debug target.
+BUSYBOX ?= /bin/busybox
 # Every go command here builds against BuildKit with imgbuild's two patches
 # (third_party/buildkit/README.md), through the workspace hack/buildkit-src.sh
 # writes. A go command run by hand without it builds unpatched BuildKit, in
@@ -33,10 +35,12 @@ buildkit-src:
 	@GO=$(GO) hack/buildkit-src.sh
 
 .PHONY: build
-build: deps buildkit-src ## Build bin/imgbuild (static, CGO off) and copy the CA bundle for the image
+build: deps buildkit-src ## Build bin/imgbuild (static, CGO off) and copy the CA bundle and busybox for the image
 	CGO_ENABLED=0 $(GO) build $(GO_BUILD_FLAGS) -ldflags "-X github.com/imgbuild/imgbuild/cmd/imgbuild/cmd.version=$(VERSION)" -o $(BIN)/imgbuild ./cmd/imgbuild
-	@# The Dockerfile copies this into the scratch image (see .dockerignore).
+	@# The Dockerfile copies these into the scratch image (see .dockerignore):
+	@# the CA bundle, and for its debug target Debian's static busybox.
 	install -m 0644 $(CA_BUNDLE) $(BIN)/ca-certificates.crt
+	install -m 0755 $(BUSYBOX) $(BIN)/busybox
 
 .PHONY: runc
 runc: ## Build runc v1.5.2 with seccomp into bin/runc (skipped when already built)

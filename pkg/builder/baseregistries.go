@@ -1,7 +1,6 @@
 package builder
 
 import (
-	"os"
 	"strings"
 
 	"github.com/imgbuild/imgbuild/pkg/registry"
@@ -10,13 +9,9 @@ import (
 // BaseRegistries lists the registries of the Dockerfile's FROM images, with
 // ARG defaults and buildArgs ("K=V", or a bare "K" read through lookupEnv)
 // substituted (see [BaseImages]): kaniko's --insecure-pull and
-// --skip-tls-verify-pull name no host, so they apply to these. A Dockerfile that cannot be read or parsed
-// gives none; the build reports it.
-func BaseRegistries(dockerfile string, buildArgs []string, lookupEnv func(string) (string, bool)) []string {
-	b, err := os.ReadFile(dockerfile)
-	if err != nil {
-		return nil
-	}
+// --skip-tls-verify-pull name no host, so they apply to these. A Dockerfile
+// that cannot be parsed gives none; the build reports it.
+func BaseRegistries(dockerfile []byte, buildArgs []string, lookupEnv func(string) (string, bool)) []string {
 	args := map[string]string{}
 	for _, a := range buildArgs {
 		k, v, ok := strings.Cut(a, "=")
@@ -25,7 +20,7 @@ func BaseRegistries(dockerfile string, buildArgs []string, lookupEnv func(string
 		}
 		args[k] = v
 	}
-	images, err := BaseImages(b, args)
+	images, err := BaseImages(dockerfile, args)
 	if err != nil {
 		return nil
 	}

@@ -143,7 +143,7 @@ func TestSourceRecorder(t *testing.T) {
 			t.Parallel()
 			root := t.TempDir()
 			s := newBlobSources(root)
-			c := withSourceRecorder(withPullRetry(&http.Client{}), s)
+			c := withSourceRecorder(withPullRetry(&http.Client{}, 0), s)
 			req, err := http.NewRequestWithContext(t.Context(), tc.method, srv.URL+tc.path, nil)
 			if err != nil {
 				t.Fatal(err)

@@ -50,6 +50,10 @@ func registryHosts(o *options, sources *blobSources) docker.RegistryHosts {
 	} else if limits.ManifestSize > docker.MaxManifestSize {
 		docker.MaxManifestSize = limits.ManifestSize
 	}
+	attempts := pullAttempts
+	if o.pullRetries != nil {
+		attempts = *o.pullRetries + 1
+	}
 	var mu sync.Mutex
 	memo := map[string][]docker.RegistryHost{}
 	return func(host string) ([]docker.RegistryHost, error) {
@@ -83,15 +87,16 @@ func registryHosts(o *options, sources *blobSources) docker.RegistryHosts {
 			hs = hs[:len(hs)-1] // the registry itself comes last
 		}
 		for i := range hs {
-			hs[i].Client = withLimits(withSourceRecorder(withPullRetry(hs[i].Client), sources), limits)
+			hs[i].Client = withLimits(withSourceRecorder(withPullRetry(hs[i].Client, attempts), sources), limits)
 		}
 		memo[host] = hs
 		return hs, nil
 	}
 }
 
-// withPullRetry returns a copy of c whose requests go through [pullRetry].
-func withPullRetry(c *http.Client) *http.Client {
+// withPullRetry returns a copy of c whose requests go through [pullRetry],
+// tried up to attempts times.
+func withPullRetry(c *http.Client, attempts int) *http.Client {
 	if c == nil {
 		c = &http.Client{}
 	}
@@ -100,6 +105,6 @@ func withPullRetry(c *http.Client) *http.Client {
 		rt = http.DefaultTransport
 	}
 	cc := *c
-	cc.Transport = &pullRetry{next: rt, backoff: pullBackoff}
+	cc.Transport = &pullRetry{next: rt, backoff: pullBackoff, attempts: attempts}
 	return &cc
 }

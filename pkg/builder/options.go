@@ -1,6 +1,9 @@
 package builder
 
 import (
+	"fmt"
+	"path/filepath"
+
 	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/sirupsen/logrus"
 
@@ -29,6 +32,8 @@ type options struct {
 	cacheMounts            CacheMounts
 	limits                 Limits
 	executor               sandbox.Executor
+	pullRetries            *int     // nil: pullAttempts-1
+	protect                []string // more paths the in-place executor leaves alone
 }
 
 // WithExecutor sets how RUN steps run, as chosen by
@@ -37,6 +42,37 @@ type options struct {
 // refuses another.
 func WithExecutor(e sandbox.Executor) Option {
 	return func(o *options) error { o.executor = e; return nil }
+}
+
+// WithPullRetries sets how many times a registry request of a pull (base
+// images, cache imports) that failed with 408, 429, a 5xx or a connection
+// reset is retried, with backoff from 1 s doubling, or as long as
+// Retry-After asks (capped). 0 turns the retries off. The default is 3.
+func WithPullRetries(n int) Option {
+	return func(o *options) error {
+		if n < 0 {
+			return fmt.Errorf("pull retries %d: want 0 or more", n)
+		}
+		o.pullRetries = &n
+		return nil
+	}
+}
+
+// WithProtectedPaths names more paths of / that the in-place executor
+// (sandbox.InPlace) leaves alone when it rewrites / for a RUN step, as
+// kaniko's --ignore-path; they are not in the image either. Other executors
+// never touch / and ignore them. "/" is refused. The default is none
+// beyond the executor's own (see start.go).
+func WithProtectedPaths(paths ...string) Option {
+	return func(o *options) error {
+		for _, p := range paths {
+			if p == "" || filepath.Clean("/"+p) == "/" {
+				return fmt.Errorf("protected path %q: want a path below /", p)
+			}
+		}
+		o.protect = append(o.protect, paths...)
+		return nil
+	}
 }
 
 // WithRunc sets the runc binary. The default is the runc next to the running

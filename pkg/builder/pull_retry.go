@@ -19,8 +19,9 @@ const (
 // with 408, 429 or a 5xx, or with a connection reset, waiting as long as
 // Retry-After says (capped) or with exponential backoff.
 type pullRetry struct {
-	next    http.RoundTripper
-	backoff time.Duration // first wait; doubles per attempt
+	next     http.RoundTripper
+	backoff  time.Duration // first wait; doubles per attempt
+	attempts int           // in all; 0 is pullAttempts
 }
 
 // RoundTrip implements http.RoundTripper.
@@ -29,9 +30,13 @@ func (p *pullRetry) RoundTrip(req *http.Request) (*http.Response, error) {
 		return p.next.RoundTrip(req)
 	}
 	wait := p.backoff
+	attempts := p.attempts
+	if attempts <= 0 {
+		attempts = pullAttempts
+	}
 	for attempt := 1; ; attempt++ {
 		resp, err := p.next.RoundTrip(req)
-		if attempt == pullAttempts || !retryPull(resp, err) {
+		if attempt >= attempts || !retryPull(resp, err) {
 			return resp, err
 		}
 		d := wait

@@ -101,20 +101,32 @@ func setupInPlace(o *options) (*inPlaceSetup, error) {
 	if err := os.Setenv("IMGBUILD_SECRETS_DIR", s.secretsDir); err != nil {
 		return nil, err
 	}
-	s.protect = append(s.protect, o.root, "kaniko")
-	if exe, err := os.Executable(); err == nil {
-		s.protect = append(s.protect, exe)
+	var err error
+	if s.protect, err = inPlaceProtect(o, os.Getenv); err != nil {
+		return nil, err
 	}
-	if d := os.Getenv("DOCKER_CONFIG"); d != "" {
-		s.protect = append(s.protect, d)
+	return s, nil
+}
+
+// inPlaceProtect is what the in-place executor must leave alone in /
+// besides what it finds itself (inplace.Protected): the state dir, /kaniko,
+// imgbuild and its runc, the docker config, and the caller's paths
+// ([WithProtectedPaths], kaniko's --ignore-path).
+func inPlaceProtect(o *options, getenv func(string) string) ([]string, error) {
+	protect := []string{o.root, "kaniko"}
+	if exe, err := os.Executable(); err == nil {
+		protect = append(protect, exe)
+	}
+	if d := getenv("DOCKER_CONFIG"); d != "" {
+		protect = append(protect, d)
 	}
 	if o.runc != "" {
-		s.protect = append(s.protect, o.runc)
+		protect = append(protect, o.runc)
 	}
-	for _, p := range s.protect {
+	for _, p := range protect {
 		if filepath.Clean(p) == "/" {
 			return nil, errors.New("the in-place executor cannot keep / for itself: use a state dir and files below it")
 		}
 	}
-	return s, nil
+	return append(protect, o.protect...), nil
 }

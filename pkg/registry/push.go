@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/authn"
@@ -60,6 +61,12 @@ type Options struct {
 	// none: only blobs pushed to another repository of the same registry
 	// by the same call are mounted.
 	BlobSources map[v1.Hash][]string
+	// OnImmutableTag, if set, makes a tag the registry refuses because
+	// the tag is immutable (see [IsImmutableTag]) no failure: it is called
+	// with the tag and the registry's answer, and the push goes on as if
+	// the tag had been pushed, as kaniko's --push-ignore-immutable-tag-errors
+	// does. The default is nil: the refusal fails the push.
+	OnImmutableTag func(ref name.Reference, err error)
 }
 
 // Pusher pushes images and indexes to registries. It holds one
@@ -72,6 +79,10 @@ type Pusher struct {
 	jobs     int
 	progress *progressTracker // nil without Options.Progress
 	sources  map[v1.Hash][]name.Repository
+	// For CheckPush, which speaks to the registry below ggcr's remote.
+	keychain  authn.Keychain
+	transport http.RoundTripper
+	immutable func(name.Reference, error)
 }
 
 // NewPusher returns a Pusher configured by opts.
@@ -92,12 +103,13 @@ func NewPusher(opts Options) (*Pusher, error) {
 	if err != nil {
 		return nil, fmt.Errorf("creating pusher: %w", err)
 	}
-	p := &Pusher{insecure: opts.Insecure, jobs: jobs, sources: parseSources(opts.BlobSources)}
+	p := &Pusher{insecure: opts.Insecure, jobs: jobs, sources: parseSources(opts.BlobSources), keychain: kc, immutable: opts.OnImmutableTag}
 	if opts.Progress != nil {
 		p.progress = newProgressTracker(opts.Progress, rt)
 		rt = p.progress
 	}
 	rt = newGuard(rt, opts.MaxRetryAfter)
+	p.transport = rt
 	backoff := remote.Backoff{Duration: time.Second, Factor: 3, Jitter: 0.1, Steps: 3}
 	if opts.RetryBackoff != nil {
 		backoff = *opts.RetryBackoff
@@ -253,6 +265,8 @@ func (p *Pusher) pushRepo(ctx context.Context, g *repoRefs, m manifest, digest v
 			return err
 		}
 	}
+	// kept are the immutable tags left as the registry has them.
+	kept := make([]bool, len(g.refs))
 	// With a tag, the first tag's PUT creates the manifest, as docker push
 	// does; with digest references only, it is put by digest, once. Put, not
 	// Push: Push would HEAD the reference and the blobs again.
@@ -268,7 +282,23 @@ func (p *Pusher) pushRepo(ctx context.Context, g *repoRefs, m manifest, digest v
 			step = fmt.Sprintf("pushing manifest %s to %s", digest, repo)
 		}
 		if err := p.pusher.Put(ctx, ref, m); err != nil {
+			if p.immutable != nil && IsImmutableTag(err) {
+				p.immutable(ref, err)
+				kept[i] = true
+				continue
+			}
 			return stepError(repo, step, err)
+		}
+		present = true
+	}
+	// Every tag was immutable: the digest references still get the
+	// manifest, which no tag PUT left behind.
+	for i, ref := range g.refs {
+		if _, ok := ref.(name.Digest); !ok || served[i] || present {
+			continue
+		}
+		if err := p.pusher.Put(ctx, ref, m); err != nil {
+			return stepError(repo, fmt.Sprintf("pushing manifest %s to %s", digest, repo), err)
 		}
 		present = true
 	}
@@ -276,6 +306,9 @@ func (p *Pusher) pushRepo(ctx context.Context, g *repoRefs, m manifest, digest v
 	// Read every tag put back: what the registry serves is what users get,
 	// and a concurrent push or a misbehaving proxy shows up here.
 	for i, ref := range g.refs {
+		if kept[i] {
+			continue
+		}
 		if !served[i] {
 			desc, err := p.puller.Head(ctx, ref)
 			if err != nil {
@@ -492,4 +525,30 @@ func dependencies(m manifest) ([]v1.Layer, []manifest, error) {
 		return nil, nil, err
 	}
 	return blobs, children, nil
+}
+
+// immutableTagAnswers are the registries' words for a tag that cannot be
+// overwritten, the ones kaniko's --push-ignore-immutable-tag-errors knows:
+// Artifact Registry's and ECR's. Neither has an error code of its own
+// (ECR says TAG_INVALID, which it also says of malformed tags).
+var immutableTagAnswers = []string{
+	// https://cloud.google.com/artifact-registry/docs/docker/troubleshoot#push
+	"The repository has enabled tag immutability",
+	// https://docs.aws.amazon.com/AmazonECR/latest/userguide/image-tag-mutability.html
+	"cannot be overwritten because the repository is immutable",
+}
+
+// IsImmutableTag reports whether err is a registry refusing to move a tag
+// because the repository's tags are immutable.
+func IsImmutableTag(err error) bool {
+	if err == nil {
+		return false
+	}
+	msg := err.Error()
+	for _, a := range immutableTagAnswers {
+		if strings.Contains(msg, a) {
+			return true
+		}
+	}
+	return false
 }

@@ -1,6 +1,7 @@
 package cmd
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -52,6 +53,12 @@ type buildOptions struct {
 	// outputSpecs map an --output value translated from buildctl's to the
 	// value as given, for messages.
 	outputSpecs map[string]string
+
+	// Set by executor for kaniko's flags that build has no flag for.
+	dockerfileData  []byte   // a downloaded --dockerfile; file is its URL
+	checkPush       []string // references checked for push access before the build
+	ignoreImmutable bool     // an immutable tag's refusal is a warning
+	protect         []string // --ignore-path, for the in-place executor
 }
 
 func newBuildCmd(ro *rootOptions) *cobra.Command { return newBuildCmdWith(ro, &buildOptions{}) }
@@ -169,6 +176,8 @@ func (bo *buildOptions) plan(contextDir string, stdin io.Reader, getenv func(str
 		p.req.Progress = "quiet"
 	}
 	switch {
+	case bo.dockerfileData != nil:
+		p.req.Dockerfile, p.req.DockerfilePath = bo.dockerfileData, bo.file
 	case bo.file == "-":
 		df, err := io.ReadAll(stdin)
 		if err != nil {
@@ -444,6 +453,15 @@ func runBuild(cmd *cobra.Command, ro *rootOptions, bo *buildOptions, contextDir 
 	if err != nil {
 		return err
 	}
+	if bo.ignoreImmutable {
+		regOpts.OnImmutableTag = func(ref name.Reference, err error) {
+			ro.log.Warnf("%s: the registry keeps the tag as it is (immutable tag; --push-ignore-immutable-tag-errors): %v", ref, err)
+		}
+	}
+	// Before the builder starts, so before any pull.
+	if err := checkPush(ctx, bo.checkPush, regOpts); err != nil {
+		return err
+	}
 	cacheOpts, err := bo.cache.builderOptions(bo.reg.insecure)
 	if err != nil {
 		return err
@@ -460,6 +478,7 @@ func runBuild(cmd *cobra.Command, ro *rootOptions, bo *buildOptions, contextDir 
 		builder.WithWaitForLock(bo.state.wait),
 		builder.WithLogger(ro.log),
 		builder.WithExecutor(bo.state.chosen),
+		builder.WithProtectedPaths(bo.protect...),
 	}
 	bopts = append(bopts, regBuilderOpts...)
 	bopts = append(bopts, cacheOpts...)
@@ -567,4 +586,28 @@ func (d *digestFlags) addFlags(f *pflag.FlagSet) {
 	f.StringVar(&d.Digest, "digest-file", "", `write the image digest ("sha256:...", no newline) to this file or https:// URL (PUT)`)
 	f.StringVar(&d.NameDigest, "image-name-with-digest-file", "", `write "REPOSITORY@DIGEST", one line per tag, to this file or https:// URL (PUT)`)
 	f.StringVar(&d.NameTagDigest, "image-name-tag-with-digest-file", "", `write "REPOSITORY:TAG@DIGEST", one line per tag, to this file or https:// URL (PUT)`)
+}
+
+// checkPush fails unless every reference's repository accepts a push from
+// these credentials (see registry.Pusher.CheckPush).
+func checkPush(ctx context.Context, refs []string, o registry.Options) error {
+	if len(refs) == 0 {
+		return nil
+	}
+	var parsed []name.Reference
+	for _, r := range refs {
+		ref, err := registry.ParseReference(r, o.Insecure)
+		if err != nil {
+			return err
+		}
+		parsed = append(parsed, ref)
+	}
+	p, err := registry.NewPusher(o)
+	if err != nil {
+		return err
+	}
+	if err := p.CheckPush(ctx, parsed); err != nil {
+		return fmt.Errorf("%w (use --skip-push-permission-check to build anyway)", err)
+	}
+	return nil
 }

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"time"
 
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/sirupsen/logrus"
@@ -18,6 +19,7 @@ import (
 	"github.com/imgbuild/imgbuild/pkg/builder"
 	"github.com/imgbuild/imgbuild/pkg/kaniko"
 	"github.com/imgbuild/imgbuild/pkg/registry"
+	"github.com/imgbuild/imgbuild/pkg/sandbox"
 )
 
 // kanikoOptions are kaniko's executor flags, with kaniko's names, short
@@ -44,15 +46,21 @@ type kanikoOptions struct {
 	cache          bool
 	cacheRepo      string
 	mountsRepo     string
-	cacheTTL       string
-	insecurePush   bool
-	insecurePull   bool
-	skipTLSPush    bool
-	skipTLSPull    bool
-	reproducible   bool
-	pushRetry      int
-	compression    kanikoCompression
-	compressionLvl int
+	cacheTTL       time.Duration
+	noPushCache    bool
+	ignorePaths    []string
+	// kaniko's registry switches that are flags of their own here.
+	skipPushCheck   bool
+	ignoreImmutable bool
+	pullRetry       int
+	insecurePush    bool
+	insecurePull    bool
+	skipTLSPush     bool
+	skipTLSPull     bool
+	reproducible    bool
+	pushRetry       int
+	compression     kanikoCompression
+	compressionLvl  int
 
 	// ignored are kaniko flags that describe kaniko's internals; they are
 	// accepted so that existing Job specs keep working.
@@ -67,9 +75,9 @@ var kanikoInternalFlags = []struct{ name, def string }{
 	{"snapshot-mode", "full"}, {"snapshotMode", "full"}, {"use-new-run", "false"},
 	{"single-snapshot", "false"}, {"compressed-caching", "true"}, {"cache-run-layers", "true"},
 	{"cache-copy-layers", "false"}, {"ignore-var-run", "true"}, {"whitelist-var-run", "true"},
-	{"ignore-path", ""}, {"cleanup", "false"}, {"kaniko-dir", "/kaniko"}, {"force", "false"},
+	{"cleanup", "false"}, {"kaniko-dir", "/kaniko"}, {"force", "false"},
 	{"force-build-metadata", "false"}, {"skip-unused-stages", "false"}, {"image-fs-extract-retry", "0"},
-	{"cache-dir", "/cache"}, {"skip-push-permission-check", "false"},
+	{"cache-dir", "/cache"},
 }
 
 func newExecutorCmd(ro *rootOptions) *cobra.Command {
@@ -110,6 +118,7 @@ accepted with a warning.`,
 				return err
 			}
 			ko.warnIgnored(cmd, ro.log)
+			ko.warnNoEffect(cmd, ro.log, bo.state.chosen)
 			if err := tempDirFallback(bo.state); err != nil {
 				return err
 			}
@@ -118,7 +127,7 @@ accepted with a warning.`,
 				return err
 			}
 			defer cleanup()
-			if err := ko.toBuild(bo, contextDir, os.LookupEnv); err != nil {
+			if err := ko.toBuild(cmd.Context(), cmd.Flags(), bo, contextDir, os.LookupEnv); err != nil {
 				return err
 			}
 			err = runBuild(cmd, ro, bo, contextDir)
@@ -142,6 +151,8 @@ accepted with a warning.`,
 	bo.digests.addFlags(f)
 	// kaniko's --compression takes fewer values than build's.
 	registerCompletions(cmd, "progress", "executor")
+	// kaniko's only subcommand.
+	cmd.AddCommand(newVersionCmd())
 	return cmd
 }
 
@@ -170,11 +181,16 @@ func (ko *kanikoOptions) addFlags(f *pflag.FlagSet) {
 	f.BoolVar(&ko.reproducible, "reproducible", false, "strip timestamps (SOURCE_DATE_EPOCH=0) for reproducible digests")
 	f.Var(&ko.compression, "compression", "layer compression: gzip or zstd (default gzip)")
 	f.IntVar(&ko.compressionLvl, "compression-level", -1, "compression level: 1 to 9 for gzip, 1 to 22 for zstd; 0 or less is the algorithm's default")
-	f.IntVar(&ko.pushRetry, "push-retry", 0, "accepted for compatibility: pushes always retry transient registry errors with backoff")
+	f.IntVar(&ko.pushRetry, "push-retry", 0, "retries of a push request or blob upload that failed with 408, 429, a 5xx or a reset, from 1 s doubling (0: imgbuild's default, 2 retries)")
+	f.BoolVar(&ko.ignoreImmutable, "push-ignore-immutable-tag-errors", false, "a tag the registry refuses as immutable (ECR, Artifact Registry) is a warning, not a failure")
+	f.BoolVar(&ko.skipPushCheck, "skip-push-permission-check", false, "do not check before the build that every destination accepts a push")
+	f.IntVar(&ko.pullRetry, "image-download-retry", 0, "retries of a base-image or cache pull request that failed with 408, 429, a 5xx or a reset (unset: 3)")
 	f.BoolVar(&ko.cache, "cache", false, "use the registry layer cache (--cache-repo, default DESTINATION-REPO/cache)")
 	f.StringVar(&ko.cacheRepo, "cache-repo", "", "registry repository for the cache; oci:PATH keeps it in a local directory")
 	f.StringVar(&ko.mountsRepo, "cache-mounts-repo", "", `registry repository for the contents of RUN --mount=type=cache mounts, read at start and written at the end (tag cachemounts unless REPO has one); oci:PATH keeps them in a local directory`)
-	f.StringVar(&ko.cacheTTL, "cache-ttl", "336h", "accepted for compatibility; BuildKit's registry cache is replaced on every export")
+	f.BoolVar(&ko.noPushCache, "no-push-cache", false, "read the --cache but do not push it")
+	f.DurationVar(&ko.cacheTTL, "cache-ttl", 336*time.Hour, "no effect: BuildKit's registry cache is one manifest, replaced on every export, with no per-layer age")
+	f.StringArrayVar(&ko.ignorePaths, "ignore-path", nil, "path of the build container that RUN steps of the in-place executor leave alone and that stays out of the image (repeatable; no effect with the other executors)")
 	f.StringArrayVar(&ko.git, "git", nil, "git context options: branch=, single-branch=, recurse-submodules=, insecure-skip-tls=")
 	for _, fl := range kanikoInternalFlags {
 		v := new(string)
@@ -204,8 +220,20 @@ func (ko *kanikoOptions) warnIgnored(cmd *cobra.Command, log logrus.FieldLogger)
 	}
 }
 
-// toBuild translates kaniko's options onto imgbuild build's.
-func (ko *kanikoOptions) toBuild(bo *buildOptions, contextDir string, lookupEnv func(string) (string, bool)) error {
+// warnNoEffect says which of kaniko's flags that are taken do nothing in
+// this run.
+func (ko *kanikoOptions) warnNoEffect(cmd *cobra.Command, log logrus.FieldLogger, executor sandbox.Executor) {
+	if cmd.Flags().Changed("cache-ttl") {
+		log.Warnf("--cache-ttl has no effect: BuildKit's registry cache is one manifest replaced by every export, so there are no cached layers of different ages to expire")
+	}
+	if len(ko.ignorePaths) > 0 && executor != sandbox.InPlace {
+		log.Warnf("--ignore-path has no effect with executor %s: RUN steps run in a root filesystem of their own, where the build container's paths never are; only the in-place executor rewrites the container's /", executor)
+	}
+}
+
+// toBuild translates kaniko's options onto imgbuild build's; f tells which
+// flags were given. A --dockerfile URL is downloaded here.
+func (ko *kanikoOptions) toBuild(ctx context.Context, f *pflag.FlagSet, bo *buildOptions, contextDir string, lookupEnv func(string) (string, bool)) error {
 	bo.tags = ko.destinations
 	bo.buildArgs = ko.buildArgs
 	bo.target = ko.target
@@ -226,12 +254,29 @@ func (ko *kanikoOptions) toBuild(bo *buildOptions, contextDir string, lookupEnv 
 		}
 		bo.push = true
 	}
-
-	df, err := resolveDockerfile(ko.dockerfile, contextDir)
-	if err != nil {
-		return err
+	// As kaniko: these files name the image by its destinations.
+	if len(ko.destinations) == 0 {
+		for flag, path := range map[string]string{"image-name-with-digest-file": bo.digests.NameDigest, "image-name-tag-with-digest-file": bo.digests.NameTagDigest} {
+			if path != "" {
+				return fmt.Errorf("--%s needs a --destination: the file names the image by its destinations (use --digest-file for the digest alone)", flag)
+			}
+		}
 	}
-	bo.file = df
+
+	var dfData []byte
+	if kaniko.IsDockerfileURL(ko.dockerfile) {
+		b, err := kaniko.FetchDockerfile(ctx, ko.dockerfile, nil)
+		if err != nil {
+			return fmt.Errorf("--dockerfile: %w", err)
+		}
+		bo.file, bo.dockerfileData, dfData = ko.dockerfile, b, b
+	} else {
+		df, err := resolveDockerfile(ko.dockerfile, contextDir)
+		if err != nil {
+			return err
+		}
+		bo.file = df
+	}
 
 	if v, ok := lookupEnv("BUILDER_OUTPUT"); ok {
 		bo.builderOutput = v
@@ -243,6 +288,28 @@ func (ko *kanikoOptions) toBuild(bo *buildOptions, contextDir string, lookupEnv 
 	if v, ok := lookupEnv("KANIKO_REGISTRY_MIRROR"); ok && v != "" && len(bo.reg.mirrors) == 0 {
 		bo.reg.mirrors = strings.Split(v, ";")
 	}
+	// kaniko adds KANIKO_REGISTRY_MAP to --registry-map's values.
+	if v, ok := lookupEnv("KANIKO_REGISTRY_MAP"); ok && v != "" {
+		for _, pair := range strings.Split(v, ";") {
+			if orig, mirror, ok := strings.Cut(pair, "="); !ok || orig == "" || mirror == "" {
+				return fmt.Errorf("KANIKO_REGISTRY_MAP=%q: want ORIG=NEW[;ORIG=NEW...]", v)
+			}
+		}
+		bo.reg.maps = append(bo.reg.maps, v)
+	}
+	if ko.pushRetry < 0 {
+		return fmt.Errorf("--push-retry %d: want 0 or more", ko.pushRetry)
+	}
+	bo.reg.pushRetry = ko.pushRetry
+	if f.Changed("image-download-retry") {
+		if ko.pullRetry < 0 {
+			return fmt.Errorf("--image-download-retry %d: want 0 or more", ko.pullRetry)
+		}
+		n := ko.pullRetry
+		bo.reg.pullRetry = &n
+	}
+	bo.ignoreImmutable = ko.ignoreImmutable
+	bo.protect = ko.ignorePaths
 	// kaniko's registry-wide switches name no hosts: apply them to the
 	// destinations' registries, and for pulls to the base images'.
 	var pushHosts []string
@@ -253,7 +320,10 @@ func (ko *kanikoOptions) toBuild(bo *buildOptions, contextDir string, lookupEnv 
 	}
 	var pullHosts []string
 	if ko.insecurePull || ko.skipTLSPull {
-		pullHosts = builder.BaseRegistries(bo.file, ko.buildArgs, lookupEnv)
+		if dfData == nil {
+			dfData, _ = os.ReadFile(bo.file) // unreadable: the build says so
+		}
+		pullHosts = builder.BaseRegistries(dfData, ko.buildArgs, lookupEnv)
 	}
 	if ko.insecurePush {
 		bo.reg.insecure = append(bo.reg.insecure, pushHosts...)
@@ -267,13 +337,25 @@ func (ko *kanikoOptions) toBuild(bo *buildOptions, contextDir string, lookupEnv 
 	if ko.skipTLSPull {
 		bo.reg.skipTLSVerify = append(bo.reg.skipTLSVerify, pullHosts...)
 	}
+	var cacheRepo string
 	if ko.cache {
-		if err := ko.cacheToBuild(bo); err != nil {
+		var err error
+		if cacheRepo, err = ko.cacheToBuild(bo); err != nil {
 			return err
 		}
 	}
 	if err := ko.mountsToBuild(bo); err != nil {
 		return err
+	}
+	// kaniko checks before the build that what will be pushed can be:
+	// the destinations, or with --no-push the cache.
+	if !ko.skipPushCheck {
+		switch {
+		case !noPush:
+			bo.checkPush = ko.destinations
+		case cacheRepo != "" && !ko.noPushCache:
+			bo.checkPush = []string{cacheRepo}
+		}
 	}
 	if ko.tarPath != "" {
 		bo.outputs = append(bo.outputs, "type=docker,dest="+ko.tarPath)
@@ -319,28 +401,34 @@ func (ko *kanikoOptions) compressionToBuild(bo *buildOptions) {
 const cacheTag = "buildcache"
 
 // cacheToBuild maps --cache/--cache-repo onto a max-mode registry cache
-// (or a local one for kaniko's oci: prefix), imported and exported.
-func (ko *kanikoOptions) cacheToBuild(bo *buildOptions) error {
+// (or a local one for kaniko's oci: prefix), imported, and exported unless
+// --no-push-cache. It returns the cache's registry reference, "" for a
+// local one.
+func (ko *kanikoOptions) cacheToBuild(bo *buildOptions) (string, error) {
 	repo := ko.cacheRepo
 	if repo == "" {
 		if len(ko.destinations) == 0 {
-			return errors.New("--cache needs --cache-repo or a --destination to infer it from")
+			return "", errors.New("--cache needs --cache-repo or a --destination to infer it from")
 		}
 		ref, err := registry.ParseReference(ko.destinations[0], bo.reg.insecure)
 		if err != nil {
-			return fmt.Errorf("--destination: %w", err)
+			return "", fmt.Errorf("--destination: %w", err)
 		}
 		repo = ref.Context().Name() + "/cache"
 	}
 	if dir, ok := strings.CutPrefix(repo, "oci:"); ok {
 		bo.cache.from = append(bo.cache.from, "type=local,src="+dir)
-		bo.cache.to = append(bo.cache.to, "type=local,dest="+dir+",mode=max")
-		return nil
+		if !ko.noPushCache {
+			bo.cache.to = append(bo.cache.to, "type=local,dest="+dir+",mode=max")
+		}
+		return "", nil
 	}
 	ref := repo + ":" + cacheTag
 	bo.cache.from = append(bo.cache.from, "type=registry,ref="+ref)
-	bo.cache.to = append(bo.cache.to, "type=registry,ref="+ref+",mode=max")
-	return nil
+	if !ko.noPushCache {
+		bo.cache.to = append(bo.cache.to, "type=registry,ref="+ref+",mode=max")
+	}
+	return ref, nil
 }
 
 // cacheMountsTag is the tag of the cache mounts artifact in

@@ -154,40 +154,7 @@ var (
 // test run with this run's imgbuild and runc.
 func releaseImage(t *testing.T, e e2e) v1.Image {
 	t.Helper()
-	releaseOnce.Do(func() {
-		imgCtx := t.TempDir()
-		mustCopy(t, filepath.Join(e.repo, "Dockerfile"), filepath.Join(imgCtx, "Dockerfile"), 0o644)
-		mustCopy(t, filepath.Join(e.repo, ".dockerignore"), filepath.Join(imgCtx, ".dockerignore"), 0o644)
-		mustCopy(t, binary, filepath.Join(imgCtx, "bin", "imgbuild"), 0o755)
-		mustCopy(t, e.runc, filepath.Join(imgCtx, "bin", "runc"), 0o755)
-		mustCopy(t, "/etc/ssl/certs/ca-certificates.crt", filepath.Join(imgCtx, "bin", "ca-certificates.crt"), 0o644)
-		if err := os.MkdirAll(filepath.Join(imgCtx, "hack"), 0o755); err != nil {
-			releaseErr = err
-			return
-		}
-		if out, err := exec.Command("cp", "-a", filepath.Join(e.repo, "hack", "image"), filepath.Join(imgCtx, "hack")).CombinedOutput(); err != nil {
-			releaseErr = fmt.Errorf("copying hack/image: %w %s", err, out)
-			return
-		}
-		// The layout outlives this test: TestMain removes binaryDir.
-		ociDir := filepath.Join(binaryDir, "release-layout")
-		r := imgbuild(t, "", "build", "--root", t.TempDir(), "--runc", e.runc, "--progress", "quiet", "-o", "type=oci,tar=false,dest="+ociDir, imgCtx)
-		if r.code != 0 {
-			releaseErr = fmt.Errorf("building the release image: %s", r.stderr)
-			return
-		}
-		h, err := v1.NewHash(strings.TrimSpace(r.stdout))
-		if err != nil {
-			releaseErr = err
-			return
-		}
-		p, err := layout.FromPath(ociDir)
-		if err != nil {
-			releaseErr = err
-			return
-		}
-		releaseImg, releaseErr = p.Image(h)
-	})
+	releaseOnce.Do(func() { releaseImg, releaseErr = buildRepoImage(t, e, "") })
 	if releaseErr != nil {
 		t.Fatal(releaseErr)
 	}
@@ -195,6 +162,102 @@ func releaseImage(t *testing.T, e e2e) v1.Image {
 		t.Fatal("an earlier test failed to build the release image")
 	}
 	return releaseImg
+}
+
+// buildRepoImage builds target ("" for the default) of the repo's
+// Dockerfile from a context laid out as make build runc leaves it.
+func buildRepoImage(t *testing.T, e e2e, target string) (v1.Image, error) {
+	imgCtx := t.TempDir()
+	mustCopy(t, filepath.Join(e.repo, "Dockerfile"), filepath.Join(imgCtx, "Dockerfile"), 0o644)
+	mustCopy(t, filepath.Join(e.repo, ".dockerignore"), filepath.Join(imgCtx, ".dockerignore"), 0o644)
+	mustCopy(t, binary, filepath.Join(imgCtx, "bin", "imgbuild"), 0o755)
+	mustCopy(t, e.runc, filepath.Join(imgCtx, "bin", "runc"), 0o755)
+	mustCopy(t, "/etc/ssl/certs/ca-certificates.crt", filepath.Join(imgCtx, "bin", "ca-certificates.crt"), 0o644)
+	if target == "debug" {
+		mustCopy(t, "/bin/busybox", filepath.Join(imgCtx, "bin", "busybox"), 0o755)
+	}
+	if err := os.MkdirAll(filepath.Join(imgCtx, "hack"), 0o755); err != nil {
+		return nil, err
+	}
+	if out, err := exec.Command("cp", "-a", filepath.Join(e.repo, "hack", "image"), filepath.Join(imgCtx, "hack")).CombinedOutput(); err != nil {
+		return nil, fmt.Errorf("copying hack/image: %w %s", err, out)
+	}
+	// The layout outlives this test: TestMain removes binaryDir.
+	ociDir := filepath.Join(binaryDir, "repo-image-layout"+target)
+	args := []string{"build", "--root", t.TempDir(), "--runc", e.runc, "--progress", "quiet", "-o", "type=oci,tar=false,dest=" + ociDir}
+	if target != "" {
+		args = append(args, "--target", target)
+	}
+	r := imgbuild(t, "", append(args, imgCtx)...)
+	if r.code != 0 {
+		return nil, fmt.Errorf("building the repo's image (target %q): %s", target, r.stderr)
+	}
+	h, err := v1.NewHash(strings.TrimSpace(r.stdout))
+	if err != nil {
+		return nil, err
+	}
+	p, err := layout.FromPath(ociDir)
+	if err != nil {
+		return nil, err
+	}
+	return p.Image(h)
+}
+
+// TestDebugImage builds the Dockerfile's debug target, kaniko's :debug, and
+// runs the GitLab example's script line in it (chrooted, as the job's
+// container would): it has a shell, and writes the docker config.
+func TestDebugImage(t *testing.T) {
+	e := setup(t)
+	_, err := os.Stat("/bin/busybox")
+	testutil.Require(t, err == nil, "no /bin/busybox: install busybox-static (make deps)")
+	img, err := buildRepoImage(t, e, "debug")
+	if err != nil {
+		t.Fatal(err)
+	}
+	root := t.TempDir()
+	untarReader(t, mutate.Extract(img), root)
+	b, err := os.ReadFile(filepath.Join(e.repo, "hack", "ci", "gitlab-ci.yml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var line string
+	for _, l := range strings.Split(string(b), "\n") {
+		if s, ok := strings.CutPrefix(strings.TrimSpace(l), "- echo "); ok {
+			line = "echo " + s
+		}
+	}
+	if line == "" {
+		t.Fatal("no echo line in hack/ci/gitlab-ci.yml")
+	}
+	cfg, err := img.ConfigFile()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command("chroot", root, "/bin/sh", "-c", line)
+	cmd.Env = append(cfg.Config.Env, "CI_REGISTRY=registry.example.com", "CI_REGISTRY_USER=ci", "CI_REGISTRY_PASSWORD=secret")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("the GitLab script line in the debug image: %v\n%s", err, out)
+	}
+	got, err := os.ReadFile(filepath.Join(root, "kaniko", ".docker", "config.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := `{"auths":{"registry.example.com":{"auth":"Y2k6c2VjcmV0"}}}` + "\n"; string(got) != want {
+		t.Errorf("config.json = %q, want %q", got, want)
+	}
+	// The shell lives under /kaniko, which the in-place executor keeps.
+	entries := fileEntries(t, img)
+	for p, want := range map[string]string{"bin/sh": "/kaniko/busybox/sh", "busybox": "/kaniko/busybox", "kaniko/busybox/sh": "/kaniko/busybox/busybox"} {
+		if !strings.HasSuffix(entries[p], " "+want) {
+			t.Errorf("%s = %q, want a link to %s", p, entries[p], want)
+		}
+	}
+	// And the release image has none of it.
+	for p := range fileEntries(t, releaseImage(t, e)) {
+		if strings.Contains(p, "busybox") || p == "bin/sh" {
+			t.Errorf("the release image holds %s", p)
+		}
+	}
 }
 
 // fileEntries returns the flattened filesystem of img: path → type, mode,
@@ -234,5 +297,16 @@ func mustCopy(t *testing.T, src, dst string, mode os.FileMode) {
 	os.MkdirAll(filepath.Dir(dst), 0o755)
 	if err := os.WriteFile(dst, b, mode); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// untarReader unpacks a flattened image filesystem, links included.
+func untarReader(t *testing.T, rc io.ReadCloser, dst string) {
+	t.Helper()
+	defer rc.Close()
+	cmd := exec.Command("tar", "-x", "-C", dst)
+	cmd.Stdin = rc
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("tar: %v %s", err, out)
 	}
 }

@@ -4,9 +4,11 @@ import (
 	"fmt"
 	"sort"
 	"strings"
+	"time"
 
 	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/logs"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/sirupsen/logrus"
 	"github.com/spf13/pflag"
 
@@ -25,6 +27,10 @@ type registryFlags struct {
 	mirrors       []string // for Docker Hub
 	maps          []string // ORIG=NEW[;ORIG=NEW]
 	noFallback    bool
+	// Set by executor: kaniko's --push-retry (0: the default backoff) and
+	// --image-download-retry (nil: the builder's default).
+	pushRetry int
+	pullRetry *int
 
 	keychain authn.Keychain // made once, shared by pulls and pushes
 }
@@ -129,11 +135,20 @@ func (r *registryFlags) options() (registry.Options, []builder.Option, error) {
 		return registry.Options{}, nil, err
 	}
 	kc := r.keychainOnce()
-	return registry.Options{Insecure: r.insecure, Hosts: hosts, Keychain: kc}, []builder.Option{
+	o := registry.Options{Insecure: r.insecure, Hosts: hosts, Keychain: kc}
+	if r.pushRetry > 0 {
+		// kaniko's pace: 1 s, doubling.
+		o.RetryBackoff = &remote.Backoff{Duration: time.Second, Factor: 2, Jitter: 0.1, Steps: r.pushRetry + 1}
+	}
+	bopts := []builder.Option{
 		builder.WithInsecureRegistries(r.insecure...),
 		builder.WithKeychain(kc),
 		builder.WithRegistryHosts(hosts),
-	}, nil
+	}
+	if r.pullRetry != nil {
+		bopts = append(bopts, builder.WithPullRetries(*r.pullRetry))
+	}
+	return o, bopts, nil
 }
 
 // routeRegistryLogs sends go-containerregistry's warnings (retries) to log

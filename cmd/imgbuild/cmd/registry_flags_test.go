@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 
@@ -79,5 +80,33 @@ func TestRegistryFlagsHosts(t *testing.T) {
 				t.Errorf("host settings (-want +got):\n%s", diff)
 			}
 		})
+	}
+}
+
+// TestRegistryFlagsRetries checks kaniko's --push-retry as the pusher gets
+// it.
+func TestRegistryFlagsRetries(t *testing.T) {
+	for _, tc := range []struct {
+		flags     registryFlags
+		wantSteps int // 0: the pusher's default
+	}{
+		{registryFlags{}, 0},
+		{registryFlags{pushRetry: 1}, 2},
+		{registryFlags{pushRetry: 4}, 5},
+	} {
+		o, _, err := tc.flags.options()
+		if err != nil {
+			t.Fatal(err)
+		}
+		steps := 0
+		if o.RetryBackoff != nil {
+			steps = o.RetryBackoff.Steps
+			if o.RetryBackoff.Duration != time.Second || o.RetryBackoff.Factor != 2 {
+				t.Errorf("push backoff %+v, want kaniko's 1 s doubling", *o.RetryBackoff)
+			}
+		}
+		if steps != tc.wantSteps {
+			t.Errorf("pushRetry %d: %d attempts, want %d", tc.flags.pushRetry, steps, tc.wantSteps)
+		}
 	}
 }
