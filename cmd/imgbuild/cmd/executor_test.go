@@ -95,17 +95,17 @@ func TestExecutorFlagTranslation(t *testing.T) {
 		name: "cache mounts repo",
 		args: []string{"--context", ctxDir, "-d", "reg.example/app:1", "--cache-mounts-repo", "reg.example/app-mounts"},
 		want: want{Tags: []string{"reg.example/app:1"}, Push: true, File: filepath.Join(ctxDir, "Dockerfile"),
-			MountsFrom: "type=registry,ref=reg.example/app-mounts:cachemounts", MountsTo: "type=registry,ref=reg.example/app-mounts:cachemounts"},
+			MountsFrom: "type=registry,ref=reg.example/app-mounts:cachemounts", MountsTo: "type=registry,ref=reg.example/app-mounts:cachemounts", CheckPush: []string{"reg.example/app:1"}},
 	}, {
 		name: "cache mounts repo with a tag",
 		args: []string{"--context", ctxDir, "-d", "reg.example/app:1", "--cache-mounts-repo", "reg.example/app-mounts:main"},
 		want: want{Tags: []string{"reg.example/app:1"}, Push: true, File: filepath.Join(ctxDir, "Dockerfile"),
-			MountsFrom: "type=registry,ref=reg.example/app-mounts:main", MountsTo: "type=registry,ref=reg.example/app-mounts:main"},
+			MountsFrom: "type=registry,ref=reg.example/app-mounts:main", MountsTo: "type=registry,ref=reg.example/app-mounts:main", CheckPush: []string{"reg.example/app:1"}},
 	}, {
 		name: "cache mounts repo in a directory",
 		args: []string{"--context", ctxDir, "-d", "reg.example/app:1", "--cache-mounts-repo", "oci:/cache/mounts"},
 		want: want{Tags: []string{"reg.example/app:1"}, Push: true, File: filepath.Join(ctxDir, "Dockerfile"),
-			MountsFrom: "type=local,src=/cache/mounts", MountsTo: "type=local,dest=/cache/mounts"},
+			MountsFrom: "type=local,src=/cache/mounts", MountsTo: "type=local,dest=/cache/mounts", CheckPush: []string{"reg.example/app:1"}},
 	}, {
 		name: "no push with tarball and layout, Dockerfile relative to context",
 		args: []string{"-c", ctxDir, "-f", "docker/Dockerfile.prod", "--no-push", "--tar-path", "/out/image.tar",
