@@ -105,7 +105,7 @@ func (s *server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		s.logf("%s %s", r.Method, r.URL)
-		s.uploads.ServeHTTP(w, r, repo, id)
+		s.uploads.serve(w, r, repo, id)
 		return
 	}
 	repo, ref, ok := manifestPath(r.URL.Path)

@@ -79,7 +79,7 @@ func uploadPath(p string) (repo, id string, ok bool) {
 	return repo, id, ok && !strings.Contains(id, "/")
 }
 
-func (u *uploads) ServeHTTP(w http.ResponseWriter, r *http.Request, repo, id string) {
+func (u *uploads) serve(w http.ResponseWriter, r *http.Request, repo, id string) {
 	if id == "" {
 		if r.Method != http.MethodPost {
 			writeRegError(w, http.StatusMethodNotAllowed, "UNSUPPORTED", r.Method+" of "+r.URL.Path)
