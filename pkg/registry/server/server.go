@@ -1,6 +1,7 @@
 // Package server is the registry `imgbuild registry serve` runs for laptops
 // and demos: go-containerregistry's registry with its blobs and manifests kept
-// on disk, so that its content survives a restart.
+// on disk, so that its content survives a restart. Blob uploads are served
+// here rather than by ggcr, streamed to disk (see uploads.go).
 package server
 
 import (
@@ -47,12 +48,18 @@ var (
 // persisted under root/manifests, so its content survives a restart. ggcr
 // keeps manifests in memory only; every successful manifest PUT and DELETE is
 // therefore mirrored to disk and replayed through the handler on start.
+// Blob uploads never reach ggcr: they are streamed to files under
+// root/uploads and renamed into root/blobs when their digest checks out.
 // Requests are logged through logf; nil discards them.
 func New(root string, logf func(format string, args ...any)) (http.Handler, error) {
 	if logf == nil {
 		logf = func(string, ...any) {}
 	}
 	blobDir := filepath.Join(root, "blobs")
+	up, err := newUploads(filepath.Join(root, "uploads"), blobDir)
+	if err != nil {
+		return nil, err
+	}
 	for _, d := range []string{blobDir, filepath.Join(root, "manifests")} {
 		if err := os.MkdirAll(d, 0o755); err != nil {
 			return nil, fmt.Errorf("creating registry root: %w", err)
@@ -64,7 +71,8 @@ func New(root string, logf func(format string, args ...any)) (http.Handler, erro
 			regserver.WithBlobHandler(regserver.NewDiskBlobHandler(blobDir)),
 			regserver.Logger(log.New(logfWriter(logf), "", 0)),
 		),
-		logf: logf,
+		logf:    logf,
+		uploads: up,
 	}
 	if err := s.replay(); err != nil {
 		return nil, err
@@ -76,6 +84,8 @@ type server struct {
 	root string // root/manifests
 	next http.Handler
 	logf func(format string, args ...any)
+	// uploads serves blob uploads in place of ggcr, which buffers them.
+	uploads *uploads
 
 	// mu orders manifest writes so the files match ggcr's in-memory state.
 	mu sync.Mutex
@@ -89,6 +99,15 @@ type storedManifest struct {
 
 // ServeHTTP implements http.Handler.
 func (s *server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if repo, id, ok := uploadPath(r.URL.Path); ok {
+		if !repoRe.MatchString(repo) {
+			writeRegError(w, http.StatusBadRequest, "NAME_INVALID", "invalid repository name")
+			return
+		}
+		s.logf("%s %s", r.Method, r.URL)
+		s.uploads.serve(w, r, repo, id)
+		return
+	}
 	repo, ref, ok := manifestPath(r.URL.Path)
 	if !ok || (r.Method != http.MethodPut && r.Method != http.MethodDelete) {
 		s.next.ServeHTTP(w, r)
