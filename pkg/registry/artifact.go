@@ -64,7 +64,31 @@ func (p *Pusher) PushArtifact(ctx context.Context, a *Artifact, ref name.Referen
 	if err != nil {
 		return v1.Hash{}, err
 	}
-	return p.pushShared(ctx, img, []name.Reference{ref})
+	// distribution 2.8 races when one blob is uploaded twice at once: one
+	// upload can end in DIGEST_INVALID and the manifest that needs it in
+	// MANIFEST_BLOB_UNKNOWN. Pushing again finds the blob stored.
+	for attempt := 1; ; attempt++ {
+		h, err := p.pushShared(ctx, img, []name.Reference{ref})
+		if err == nil || attempt == 3 || !concurrentUploadRace(err) || ctx.Err() != nil {
+			return h, err
+		}
+	}
+}
+
+// concurrentUploadRace reports whether err is a registry's answer to a blob
+// that another writer uploaded at the same time.
+func concurrentUploadRace(err error) bool {
+	var te *transport.Error
+	if !errors.As(err, &te) {
+		return false
+	}
+	for _, d := range te.Errors {
+		switch d.Code {
+		case transport.DigestInvalidErrorCode, transport.ManifestBlobUnknownErrorCode, transport.BlobUnknownErrorCode:
+			return true
+		}
+	}
+	return false
 }
 
 // PullArtifact returns the image manifest ref names and its digest. A

@@ -10,6 +10,7 @@ import (
 
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
 	"github.com/google/go-containerregistry/pkg/v1/types"
 )
 
@@ -132,5 +133,28 @@ func TestArtifactConcurrentWriters(t *testing.T) {
 	}
 	if !found {
 		t.Errorf("the tag serves %s, none of the pushed %v", got, digests)
+	}
+}
+
+// TestConcurrentUploadRace: the answers distribution 2.8 gives when one
+// blob is uploaded twice at once are retried; others are not.
+func TestConcurrentUploadRace(t *testing.T) {
+	for _, tc := range []struct {
+		code transport.ErrorCode
+		want bool
+	}{
+		{transport.DigestInvalidErrorCode, true},
+		{transport.ManifestBlobUnknownErrorCode, true},
+		{transport.BlobUnknownErrorCode, true},
+		{transport.DeniedErrorCode, false},
+		{transport.ManifestInvalidErrorCode, false},
+	} {
+		err := fmt.Errorf("pushing: %w", &transport.Error{Errors: []transport.Diagnostic{{Code: tc.code}}, StatusCode: 400})
+		if got := concurrentUploadRace(err); got != tc.want {
+			t.Errorf("%s: %v, want %v", tc.code, got, tc.want)
+		}
+	}
+	if concurrentUploadRace(errors.New("connection reset")) {
+		t.Error("a plain error counted as the race")
 	}
 }
