@@ -161,6 +161,19 @@ func TestImagetoolsMergeRunners(t *testing.T) {
 		t.Errorf("inspect --raw = %q, want the served manifest %q", raw.stdout, rb)
 	}
 
+	// --append adds a platform to the index a tag serves.
+	single := repo + ":single"
+	if r := imgbuild(t, "", "imagetools", "create", "-t", single, repo+"@"+r1.digest); r.code != 0 {
+		t.Fatal(r.stderr)
+	}
+	ap := imgbuild(t, "", "imagetools", "create", "--append", "-t", single, repo+"@"+r2.digest)
+	if ap.code != 0 {
+		t.Fatal(ap.stderr)
+	}
+	if strings.TrimSpace(ap.stdout) != strings.TrimSpace(cr.stdout) {
+		t.Errorf("--append made %q, want the index of both %q", ap.stdout, cr.stdout)
+	}
+
 	// Into another repository of the same registry: the children are
 	// mounted there, and the index is complete.
 	other := e.registry + "/imagetools/other:v1"
