@@ -209,19 +209,6 @@ func (p *Pusher) groupByRepo(refs []name.Reference) ([]*repoRefs, error) {
 func (p *Pusher) pushRepo(ctx context.Context, g *repoRefs, m manifest, digest v1.Hash, blobs []v1.Layer, children []manifest, from name.Repository, mount bool) error {
 	repo := g.repo
 	label := g.refs[0].String()
-	// An index merged from images pushed by digest (imagetools create)
-	// finds its children there already: those, and their blobs, are not
-	// asked about one by one.
-	if idx, ok := m.(v1.ImageIndex); ok {
-		var err error
-		if blobs, children, err = p.missingDeps(ctx, repo, idx, blobs, children); err != nil {
-			return fmt.Errorf("reading image %s: %w", digest, err)
-		}
-	}
-	if p.progress != nil {
-		done := p.progress.start(repo, label, blobs)
-		defer done()
-	}
 
 	// Ask the tags first, in order, until one serves something else; the
 	// tags after a miss most likely move with it and are put unasked. A tag
@@ -251,6 +238,21 @@ func (p *Pusher) pushRepo(ctx context.Context, g *repoRefs, m manifest, digest v
 	// When every ref is served already, the repository is up to date and
 	// nothing below sends a request.
 
+	if !present {
+		// An index merged from images pushed by digest (imagetools
+		// create) finds its children there already: those, and their
+		// blobs, are not asked about one by one.
+		if idx, ok := m.(v1.ImageIndex); ok {
+			var err error
+			if blobs, children, err = p.missingDeps(ctx, repo, idx, blobs, children); err != nil {
+				return fmt.Errorf("reading image %s: %w", digest, err)
+			}
+		}
+	}
+	if p.progress != nil {
+		done := p.progress.start(repo, label, blobs)
+		defer done()
+	}
 	if !present {
 		if err := p.uploadDeps(ctx, repo, digest, blobs, children, from, mount); err != nil {
 			return err
