@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	"github.com/google/go-containerregistry/pkg/name"
@@ -71,6 +72,15 @@ type Options struct {
 	// Names are the image's names: buildx's image.name in the metadata
 	// file, and with Push the digest files' lines.
 	Names []name.Reference
+	// ByDigest are repositories the image is pushed to by digest only,
+	// with no tag (buildx's push-by-digest=true). The metadata file names
+	// each by its repository, or "REPOSITORY@DIGEST" with NameCanonical.
+	// The default is none.
+	ByDigest []name.Repository
+	// NameCanonical adds "REPOSITORY@DIGEST" to the metadata file's
+	// image.name for every repository the image is named in (buildx's
+	// name-canonical=true), so that a merge step needs no other file.
+	NameCanonical bool
 	// IIDFile gets the image ID (the config digest), as docker's --iidfile.
 	IIDFile string
 	// MetadataFile gets buildx's metadata JSON.
@@ -96,25 +106,30 @@ func Publish(ctx context.Context, img v1.Image, o Options) (v1.Hash, error) {
 			return digest, err
 		}
 	}
-	if len(o.Push) > 0 {
+	push := append([]name.Reference{}, o.Push...)
+	for _, repo := range o.ByDigest {
+		push = append(push, repo.Digest(digest.String()))
+	}
+	push = Dedupe(push)
+	if len(push) > 0 {
 		pusher, err := registry.NewPusher(o.Registry)
 		if err != nil {
 			return digest, err
 		}
-		if _, err := pusher.Push(ctx, img, o.Push); err != nil {
+		if _, err := pusher.Push(ctx, img, push); err != nil {
 			return digest, err
 		}
 	}
 	if err := writeResultFiles(img, digest, o); err != nil {
 		return digest, err
 	}
-	refs := Dedupe(append(append([]name.Reference{}, o.Names...), o.Push...))
+	refs := Dedupe(append(append([]name.Reference{}, o.Names...), push...))
 	put := putter{client: o.HTTPClient}
 	if err := o.DigestFiles.write(ctx, put, refs, digest.String()); err != nil {
 		return digest, err
 	}
-	if o.BuilderOutput != "" && len(o.Push) > 0 {
-		if err := writeBuilderOutput(o.BuilderOutput, o.Push, digest.String()); err != nil {
+	if o.BuilderOutput != "" && len(push) > 0 {
+		if err := writeBuilderOutput(o.BuilderOutput, push, digest.String()); err != nil {
 			return digest, fmt.Errorf("BUILDER_OUTPUT: %w", err)
 		}
 	}
@@ -161,19 +176,21 @@ func writeResultFiles(img v1.Image, digest v1.Hash, o Options) error {
 	}
 	mt, _ := img.MediaType()
 	size, _ := img.Size()
+	desc := map[string]any{
+		"mediaType": mt,
+		"digest":    digest.String(),
+		"size":      size,
+	}
+	// The platform is what a merge into an index needs besides the digest.
+	if cf, err := img.ConfigFile(); err == nil && cf.OS != "" {
+		desc["platform"] = cf.Platform()
+	}
 	md := map[string]any{
 		"containerimage.digest":        digest.String(),
 		"containerimage.config.digest": cfg.String(),
-		"containerimage.descriptor": map[string]any{
-			"mediaType": mt,
-			"digest":    digest.String(),
-			"size":      size,
-		},
+		"containerimage.descriptor":    desc,
 	}
-	var names []string
-	for _, r := range o.Names {
-		names = append(names, r.Name())
-	}
+	names := metadataNames(o, digest)
 	if len(names) > 0 {
 		md["image.name"] = strings.Join(names, ",")
 	}
@@ -185,6 +202,34 @@ func writeResultFiles(img v1.Image, digest v1.Hash, o Options) error {
 		return fmt.Errorf("metadata file: %w", err)
 	}
 	return nil
+}
+
+// metadataNames are image.name's entries: the names, the by-digest
+// repositories and, with NameCanonical, each repository by digest.
+func metadataNames(o Options, digest v1.Hash) []string {
+	var names, repos []string
+	add := func(list []string, s string) []string {
+		if slices.Contains(list, s) {
+			return list
+		}
+		return append(list, s)
+	}
+	for _, r := range o.Names {
+		names = add(names, r.Name())
+		repos = add(repos, r.Context().Name())
+	}
+	for _, r := range o.ByDigest {
+		if !o.NameCanonical {
+			names = add(names, r.Name())
+		}
+		repos = add(repos, r.Name())
+	}
+	if o.NameCanonical {
+		for _, r := range repos {
+			names = add(names, r+"@"+digest.String())
+		}
+	}
+	return names
 }
 
 // writeBuilderOutput writes DIR/images as kaniko does for Cloud Build: one

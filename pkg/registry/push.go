@@ -168,7 +168,7 @@ func (p *Pusher) push(ctx context.Context, m manifest, refs []name.Reference, sh
 		return v1.Hash{}, fmt.Errorf("computing manifest digest: %w", err)
 	}
 	// Blobs and children are collected once and shared by every repository.
-	blobs, children, err := dependencies(m)
+	blobs, children, err := dependencies(m, nil)
 	if err != nil {
 		return v1.Hash{}, fmt.Errorf("reading image %s: %w", digest, err)
 	}
@@ -227,10 +227,6 @@ func (p *Pusher) groupByRepo(refs []name.Reference) ([]*repoRefs, error) {
 func (p *Pusher) pushRepo(ctx context.Context, g *repoRefs, m manifest, digest v1.Hash, blobs []v1.Layer, children []manifest, from name.Repository, mount, shared bool) error {
 	repo := g.repo
 	label := g.refs[0].String()
-	if p.progress != nil {
-		done := p.progress.start(repo, label, blobs)
-		defer done()
-	}
 
 	// Ask the tags first, in order, until one serves something else; the
 	// tags after a miss most likely move with it and are put unasked. A tag
@@ -260,6 +256,21 @@ func (p *Pusher) pushRepo(ctx context.Context, g *repoRefs, m manifest, digest v
 	// When every ref is served already, the repository is up to date and
 	// nothing below sends a request.
 
+	if !present {
+		// An index merged from images pushed by digest (imagetools
+		// create) finds its children there already: those, and their
+		// blobs, are not asked about one by one.
+		if idx, ok := m.(v1.ImageIndex); ok {
+			var err error
+			if blobs, children, err = p.missingDeps(ctx, repo, idx, blobs, children); err != nil {
+				return fmt.Errorf("reading image %s: %w", digest, err)
+			}
+		}
+	}
+	if p.progress != nil {
+		done := p.progress.start(repo, label, blobs)
+		defer done()
+	}
 	if !present {
 		if err := p.uploadDeps(ctx, repo, digest, blobs, children, from, mount); err != nil {
 			return err
@@ -326,7 +337,12 @@ func (p *Pusher) pushRepo(ctx context.Context, g *repoRefs, m manifest, digest v
 				return fmt.Errorf("reading back %s from %s: the registry serves %s, but imgbuild pushed %s", ref, repo.RegistryStr(), desc.Digest, digest)
 			}
 		}
-		if p.progress != nil {
+		if p.progress == nil {
+			continue
+		}
+		if _, ok := ref.(name.Digest); ok {
+			p.progress.printf("pushed %s\n", ref)
+		} else {
 			p.progress.printf("pushed %s@%s\n", ref, digest)
 		}
 	}
@@ -426,6 +442,35 @@ func parseSources(in map[v1.Hash][]string) map[v1.Hash][]name.Repository {
 	return out
 }
 
+// missingDeps returns the blobs and children of idx that repo may lack:
+// all of them but those under a child manifest repo already serves.
+func (p *Pusher) missingDeps(ctx context.Context, repo name.Repository, idx v1.ImageIndex, blobs []v1.Layer, children []manifest) ([]v1.Layer, []manifest, error) {
+	im, err := idx.IndexManifest()
+	if err != nil {
+		return nil, nil, err
+	}
+	skip := map[v1.Hash]bool{}
+	for _, d := range im.Manifests {
+		if p.serves(ctx, repo.Digest(d.Digest.String()), d.Digest) {
+			skip[d.Digest] = true
+		}
+	}
+	if len(skip) == 0 {
+		return blobs, children, nil
+	}
+	return dependencies(idx, skip)
+}
+
+// Get reads ref's descriptor with the pusher's keychain and transport, for
+// what a push is made from (the images an index is merged from).
+func (p *Pusher) Get(ctx context.Context, ref name.Reference) (*remote.Descriptor, error) {
+	ref, err := withInsecure(ref, p.insecure)
+	if err != nil {
+		return nil, err
+	}
+	return p.puller.Get(ctx, ref)
+}
+
 // serves reports whether the registry serves digest under ref. An error
 // counts as no: if the registry is really unreachable, the upload that
 // follows fails with a better error.
@@ -449,8 +494,9 @@ func stepError(repo name.Repository, step string, err error) error {
 }
 
 // dependencies returns the distinct blobs (layers and configs) under m and,
-// for an index, its child manifests with every child before its parent.
-func dependencies(m manifest) ([]v1.Layer, []manifest, error) {
+// for an index, its child manifests with every child before its parent,
+// leaving out the manifests in skip and what is under them.
+func dependencies(m manifest, skip map[v1.Hash]bool) ([]v1.Layer, []manifest, error) {
 	var (
 		blobs    []v1.Layer
 		children []manifest
@@ -469,6 +515,15 @@ func dependencies(m manifest) ([]v1.Layer, []manifest, error) {
 	}
 	var walk func(m manifest, top bool) error
 	walk = func(m manifest, top bool) error {
+		if !top && len(skip) > 0 {
+			d, err := m.Digest()
+			if err != nil {
+				return err
+			}
+			if skip[d] {
+				return nil
+			}
+		}
 		switch m := m.(type) {
 		case v1.Image:
 			ls, err := m.Layers()

@@ -80,6 +80,10 @@ standard error.`,
   # tarball (docker load -i app.tar)
   imgbuild build -o type=oci,dest=app.oci.tar -o type=oci,dest=out/layout,tar=false -o type=docker,dest=app.tar -t app:dev .
 
+  # One runner per architecture: push by digest, untagged, then merge
+  # (imgbuild imagetools create -t registry.example.com/app:1.2 registry.example.com/app@sha256:...)
+  imgbuild build --platform linux/arm64 -o type=image,name=registry.example.com/app,push-by-digest=true,name-canonical=true --metadata-file meta.json .
+
   # The root filesystem into a directory
   imgbuild build -o type=local,dest=rootfs .
 
@@ -107,7 +111,7 @@ standard error.`,
 	f.BoolVar(&bo.noCache, "no-cache", false, "do not use the build cache")
 	f.StringVar(&bo.progress, "progress", "auto", "progress output: auto, tty, plain, rawjson or quiet")
 	f.BoolVarP(&bo.quiet, "quiet", "q", false, "no progress output (same as --progress quiet)")
-	f.StringArrayVarP(&bo.outputs, "output", "o", nil, `output as in buildx: "type=registry|image|oci|docker|tar|local[,dest=PATH][,tar=false][,name=REF][,push=BOOL]", "DIR" (type=local) or "-" (type=tar to stdout) (repeatable)`)
+	f.StringArrayVarP(&bo.outputs, "output", "o", nil, `output as in buildx: "type=registry|image|oci|docker|tar|local[,dest=PATH][,tar=false][,name=REF][,push=BOOL][,push-by-digest=BOOL][,name-canonical=BOOL]", "DIR" (type=local) or "-" (type=tar to stdout) (repeatable)`)
 	f.StringVar(&bo.iidFile, "iidfile", "", "write the image ID (config digest) to this file")
 	f.StringVar(&bo.metadataFile, "metadata-file", "", "write build result metadata (JSON) to this file")
 	f.StringVar(&bo.platform, "platform", "", "target platform, e.g. linux/amd64 (default: the host's)")
@@ -131,7 +135,13 @@ type output struct {
 	dest string
 	dir  bool // oci: tar=false
 	push bool // image: push=true
-	refs []name.Reference
+	// byDigest is push-by-digest=true: refs name repositories only, and
+	// the image goes there by digest, untagged.
+	byDigest bool
+	// canonical is name-canonical=true: the metadata file names the
+	// image REPOSITORY@DIGEST.
+	canonical bool
+	refs      []name.Reference
 }
 
 // buildPlan is the build's options, validated and resolved before any work
@@ -146,6 +156,13 @@ type buildPlan struct {
 	kept bool
 	// names are type=image,push=false's name=s, for the metadata file.
 	names []name.Reference
+	// byDigest are the repositories of push-by-digest=true outputs.
+	byDigest []name.Repository
+	// canonical is set by name-canonical=true.
+	canonical bool
+	// tagsByDigest is set when a push-by-digest output took its names
+	// from --tag: the tags are then repositories, not names of the image.
+	tagsByDigest bool
 }
 
 func (bo *buildOptions) plan(contextDir string, stdin io.Reader, getenv func(string) (string, bool)) (*buildPlan, error) {
@@ -253,7 +270,24 @@ func (bo *buildOptions) plan(contextDir string, stdin io.Reader, getenv func(str
 			toStdout = shown
 		}
 		refs := append(append([]name.Reference{}, p.refs...), out.refs...)
+		p.canonical = p.canonical || out.canonical
 		switch {
+		case out.byDigest && (out.typ == "registry" || out.push):
+			// buildx: name= names the repository; a tag in it is dropped.
+			if len(out.refs) == 0 {
+				if len(p.refs) == 0 {
+					return nil, fmt.Errorf("--output %q: push-by-digest=true needs name=REPOSITORY or --tag", shown)
+				}
+				p.tagsByDigest = true
+			}
+			for _, r := range refs {
+				if !slices.ContainsFunc(p.byDigest, func(x name.Repository) bool { return x.Name() == r.Context().Name() }) {
+					p.byDigest = append(p.byDigest, r.Context())
+				}
+			}
+			continue
+		case out.byDigest:
+			return nil, fmt.Errorf("--output %q: push-by-digest=true with push=false: there is no image store to keep an untagged image in; drop push=false", shown)
 		case out.typ == "registry" || out.typ == "image" && out.push:
 			if len(refs) == 0 {
 				return nil, fmt.Errorf("--output %q: pushing needs --tag or name=", shown)
@@ -284,8 +318,8 @@ func (bo *buildOptions) plan(contextDir string, stdin io.Reader, getenv func(str
 
 // outputKeys are the keys each --output type takes, besides type=.
 var outputKeys = map[string][]string{
-	"registry": {"name", "push"},
-	"image":    {"name", "push"},
+	"registry": {"name", "push", "push-by-digest", "name-canonical"},
+	"image":    {"name", "push", "push-by-digest", "name-canonical"},
 	"oci":      {"dest", "tar", "name"},
 	"docker":   {"dest", "name"},
 	"tar":      {"dest"},
@@ -364,12 +398,26 @@ func parseOutputAs(s, shown string, insecure []string) (output, error) {
 		}
 		out.push = b
 	}
+	for k, dst := range map[string]*bool{"push-by-digest": &out.byDigest, "name-canonical": &out.canonical} {
+		if v, ok := kv[k]; ok {
+			b, err := strconv.ParseBool(v)
+			if err != nil {
+				return bad("%s=%q: want true or false", k, v)
+			}
+			*dst = b
+		}
+	}
 	if v, ok := kv["tar"]; ok {
 		b, err := strconv.ParseBool(v)
 		if err != nil {
 			return bad("tar=%q: want true or false", v)
 		}
 		out.dir = !b
+	}
+	if _, set := kv["push"]; out.byDigest && !set {
+		// There is no image store to keep an untagged image in: asking
+		// for push-by-digest is asking for the push.
+		out.push = true
 	}
 	switch out.typ {
 	case "registry":
@@ -425,7 +473,7 @@ func runBuild(cmd *cobra.Command, ro *rootOptions, bo *buildOptions, contextDir 
 	}
 	// buildx's warning; executor (no --push flag) has kaniko's --no-push,
 	// which says the same on purpose.
-	if len(p.refs) > 0 && len(p.push) == 0 && len(p.outputs) == 0 && !p.kept && cmd.Flags().Lookup("push") != nil {
+	if len(p.refs) > 0 && len(p.push) == 0 && len(p.byDigest) == 0 && len(p.outputs) == 0 && !p.kept && cmd.Flags().Lookup("push") != nil {
 		ro.log.Warn("No output specified: the build result will only remain in the build cache; use --push to push the tags or -o type=oci|docker,dest=PATH to write the image out")
 	}
 	// Staged before the build: the temporary files beside each dest prove
@@ -513,10 +561,16 @@ func runBuild(cmd *cobra.Command, ro *rootOptions, bo *buildOptions, contextDir 
 			return err
 		}
 	}
+	names := p.names
+	if !p.tagsByDigest || len(p.push) > 0 {
+		names = append(append([]name.Reference{}, p.refs...), p.names...)
+	}
 	po := publish.Options{
 		Push:          p.push,
+		ByDigest:      p.byDigest,
+		NameCanonical: p.canonical,
 		Registry:      regOpts,
-		Names:         publish.Dedupe(append(append([]name.Reference{}, p.refs...), p.names...)),
+		Names:         publish.Dedupe(names),
 		IIDFile:       bo.iidFile,
 		MetadataFile:  bo.metadataFile,
 		DigestFiles:   bo.digests.DigestFiles,

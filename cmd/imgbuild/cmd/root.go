@@ -50,7 +50,7 @@ func newRootCmd(args []string) *cobra.Command {
 	root.SetVersionTemplate("{{.Version}}\n")
 	root.PersistentFlags().StringVar(&ro.logLevel, "log-level", "info", "log level: trace, debug, info, warn, error")
 	root.PersistentFlags().StringVar(&ro.logFormat, "log-format", "text", "log format: text or json")
-	root.AddCommand(newBuildCmd(ro), newExecutorCmd(ro), newBuildctlCmd(ro), newRegistryCmd(), newVersionCmd(), newPruneCmd(ro), newDuCmd(ro), newLoginCmd(), newLogoutCmd())
+	root.AddCommand(newBuildCmd(ro), newExecutorCmd(ro), newBuildctlCmd(ro), newRegistryCmd(), newVersionCmd(), newPruneCmd(ro), newDuCmd(ro), newLoginCmd(), newLogoutCmd(), newImagetoolsCmd())
 	return root
 }
 
