@@ -31,11 +31,11 @@ func Create(ctx context.Context, get Getter, srcs []name.Reference) (v1.ImageInd
 	seen := map[v1.Hash]bool{}
 	byPlatform := map[string]name.Reference{}
 	add := func(src name.Reference, a mutate.IndexAddendum) error {
-		if seen[a.Descriptor.Digest] {
+		if seen[a.Digest] {
 			return nil
 		}
-		seen[a.Descriptor.Digest] = true
-		if p := a.Descriptor.Platform; p != nil && p.OS != "unknown" {
+		seen[a.Digest] = true
+		if p := a.Platform; p != nil && p.OS != "unknown" {
 			if other, dup := byPlatform[p.String()]; dup {
 				return fmt.Errorf("%s and %s are both images for %s", other, src, p)
 			}
