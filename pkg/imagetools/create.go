@@ -93,7 +93,7 @@ func Create(ctx context.Context, get Getter, srcs []name.Reference) (v1.ImageInd
 	}
 	mt := types.DockerManifestList
 	for _, a := range adds {
-		if a.Descriptor.MediaType != types.DockerManifestSchema2 {
+		if a.MediaType != types.DockerManifestSchema2 {
 			mt = types.OCIImageIndex
 		}
 	}
