@@ -150,7 +150,11 @@ type quietFormatter struct {
 	debug bool
 }
 
-var noise = []string{"no trace recorder found", "failed check for fsverity support", "git source cannot be enabled"}
+// noise are BuildKit's log lines that are housekeeping here, shown only at
+// the debug level: a build record whose blobs a GC took, an OOM counter that
+// a cgroup without memory events lacks.
+var noise = []string{"no trace recorder found", "failed check for fsverity support", "git source cannot be enabled",
+	"deleting build record ", "failed to read oom_kill event"}
 
 func (q *quietFormatter) Format(e *logrus.Entry) ([]byte, error) {
 	if !q.debug {

@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/sirupsen/logrus"
+
 	"github.com/imgbuild/imgbuild/pkg/builder"
 	"github.com/imgbuild/imgbuild/pkg/sandbox"
 	"github.com/imgbuild/imgbuild/pkg/statedir"
@@ -116,6 +118,27 @@ func TestFlagValueCompletion(t *testing.T) {
 			if !strings.Contains(r.stdout, w+"\n") {
 				t.Errorf("completing %v: %q lacks %q", tc.args, r.stdout, w)
 			}
+		}
+	}
+}
+
+// TestQuietFormatterNoise: BuildKit's housekeeping lines show only at the
+// debug level; other warnings always do.
+func TestQuietFormatterNoise(t *testing.T) {
+	for _, debug := range []bool{false, true} {
+		q := &quietFormatter{Formatter: &logrus.TextFormatter{DisableTimestamp: true}, debug: debug}
+		for _, msg := range []string{"deleting build record abc due to missing blobs", "failed to read oom_kill event", "failed check for fsverity support"} {
+			b, err := q.Format(&logrus.Entry{Message: msg, Level: logrus.WarnLevel, Data: logrus.Fields{}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := len(b) > 0; got != debug {
+				t.Errorf("debug=%v: %q printed=%v", debug, msg, got)
+			}
+		}
+		b, _ := q.Format(&logrus.Entry{Message: "pull of x failed", Level: logrus.WarnLevel, Data: logrus.Fields{}})
+		if len(b) == 0 {
+			t.Errorf("debug=%v: a real warning was dropped", debug)
 		}
 	}
 }
