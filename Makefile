@@ -78,6 +78,34 @@ lint: buildkit-src ## gofmt, go vet and golangci-lint (errcheck, errorlint, stat
 	@hack/install-lint.sh
 	$(BIN)/golangci-lint run ./...
 
+# Where make install puts imgbuild: PREFIX/lib/imgbuild holds imgbuild and
+# its runc side by side (imgbuild runs the runc next to itself), and
+# PREFIX/bin/imgbuild links to it, so the runc on PATH stays the system's.
+PREFIX ?= /usr/local
+DESTDIR ?=
+.PHONY: install
+install: build runc ## Install imgbuild and its pinned runc under PREFIX (default /usr/local; DESTDIR for staging)
+	install -D -m 0755 $(BIN)/imgbuild $(DESTDIR)$(PREFIX)/lib/imgbuild/imgbuild
+	install -D -m 0755 $(BIN)/runc $(DESTDIR)$(PREFIX)/lib/imgbuild/runc
+	install -d $(DESTDIR)$(PREFIX)/bin
+	ln -sfn ../lib/imgbuild/imgbuild $(DESTDIR)$(PREFIX)/bin/imgbuild
+
+# The release archive of this machine's architecture: imgbuild, its runc,
+# README and LICENSE, and SHA256SUMS beside it. runc needs cgo and
+# libseccomp for its target, so an archive is made on a machine of that
+# architecture (a CI runner per architecture).
+DIST := $(CURDIR)/dist
+GOARCH_HOST := $(shell $(GO) env GOARCH)
+.PHONY: dist
+dist: build runc ## Write dist/imgbuild-VERSION-linux-ARCH.tar.gz and dist/SHA256SUMS
+	rm -rf $(DIST)/stage && mkdir -p $(DIST)/stage/imgbuild
+	install -m 0755 $(BIN)/imgbuild $(BIN)/runc $(DIST)/stage/imgbuild/
+	install -m 0644 README.md $(DIST)/stage/imgbuild/
+	if [ -f LICENSE ]; then install -m 0644 LICENSE $(DIST)/stage/imgbuild/; fi
+	tar -C $(DIST)/stage --sort=name --owner=0 --group=0 --numeric-owner --mtime=@0 -czf $(DIST)/imgbuild-$(VERSION)-linux-$(GOARCH_HOST).tar.gz imgbuild
+	rm -rf $(DIST)/stage
+	cd $(DIST) && sha256sum imgbuild-*.tar.gz > SHA256SUMS
+
 .PHONY: clean
-clean: ## Remove bin/
-	rm -rf $(BIN)
+clean: ## Remove bin/ and dist/
+	rm -rf $(BIN) $(DIST)
