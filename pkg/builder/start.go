@@ -21,20 +21,11 @@ import (
 // where pulled blobs come from, which the registry hosts write to.
 func startEmbedded(ctx context.Context, o *options) (*embedded.Controller, *blobSources, error) {
 	snapshotter := o.snapshotter
-	var inplace *inPlaceSetup
 	if o.executor == sandbox.InPlace {
 		if snapshotter != "" && snapshotter != "auto" && snapshotter != "native" {
 			return nil, nil, fmt.Errorf("--snapshotter %s: the in-place executor works only with the native snapshotter", snapshotter)
 		}
 		snapshotter = "native"
-		// The probe's temp dir: the release image has no /tmp.
-		if err := useTempDir(o.dir); err != nil {
-			return nil, nil, err
-		}
-		var err error
-		if inplace, err = setupInPlace(o); err != nil {
-			return nil, nil, err
-		}
 	}
 	snName, err := embedded.ResolveSnapshotter(o.root, snapshotter)
 	if err != nil {
@@ -51,6 +42,15 @@ func startEmbedded(ctx context.Context, o *options) (*embedded.Controller, *blob
 	}
 	if err := useTempDir(o.dir); err != nil {
 		return nil, nil, err
+	}
+	// After the temp dir moves into the state dir (the release image has
+	// no /tmp for the patch probe) and after recovery has emptied it.
+	var inplace *inPlaceSetup
+	if o.executor == sandbox.InPlace {
+		var err error
+		if inplace, err = setupInPlace(o); err != nil {
+			return nil, nil, err
+		}
 	}
 	sources := newBlobSources(o.root)
 	l := o.limits.resolved()

@@ -88,7 +88,7 @@ func (c Choice) Line() string {
 	return fmt.Sprintf("executor %s (%s): %s", c.Executor, c.Reason, iso)
 }
 
-// probe is what ChooseExecutor asks of the machine; a variable for tests.
+// probe is what ChooseExecutor asks of the machine; tests fake it.
 type probe struct {
 	root, capSysAdmin bool
 	// userNS is nil when a user namespace can be created, else why not.
@@ -101,12 +101,17 @@ type probe struct {
 	buildContainer func(explicit bool) error
 }
 
-var machine = probe{
-	root:           os.Geteuid() == 0,
-	capSysAdmin:    hasCapSysAdmin(),
-	userNS:         func() error { return probeChild("userns") },
-	procfs:         func() error { return probeChild("procfs") },
-	buildContainer: InBuildContainer,
+// machine is this process's probe. A function, not a variable set at init:
+// every imgbuild process (the runc shim, the watchdog, each in-place step's
+// start) would read /proc/self/status for nothing.
+func machine() probe {
+	return probe{
+		root:           os.Geteuid() == 0,
+		capSysAdmin:    hasCapSysAdmin(),
+		userNS:         func() error { return probeChild("userns") },
+		procfs:         func() error { return probeChild("procfs") },
+		buildContainer: InBuildContainer,
+	}
 }
 
 // ChooseExecutor picks the rung for want (Auto: the strongest that works),
@@ -117,7 +122,7 @@ func ChooseExecutor(want Executor) (Choice, error) {
 		// The child of our own re-exec: already chosen.
 		return Choice{Executor: Executor(e), Pinned: true}, nil
 	}
-	return machine.choose(want)
+	return machine().choose(want)
 }
 
 func (p probe) choose(want Executor) (Choice, error) {
